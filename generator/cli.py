@@ -1,0 +1,289 @@
+"""`python -m generator`: list, show, check and generate the image fleet described by matrix.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from generator import __version__
+from generator.compat import FAIL, summary_table, worst
+from generator.errors import FleetError
+from generator.expand import select
+from generator.fleet import Fleet, desired_files, failure_error
+from generator.render import cell_summary
+from generator.tables import table
+from generator.writer import Change, apply, plan
+
+EPILOG = """\
+examples:
+  python -m generator list                      every cell, numbered in matrix order
+  python -m generator show 3                    one cell in full (by number or slug)
+  python -m generator check 'aws-*'             compatibility tables; exit 1 if any FAIL
+  python -m generator matrix --json             GitHub Actions matrix ({"include": [...]})
+  python -m generator generate                  write images/ (only files whose bytes change)
+  python -m generator generate --check          exit 1 listing what is stale, write nothing
+  python -m generator --matrix other.yaml list  use another matrix file
+
+exit status: 0 ok, 1 a check FAILed or images/ is stale, 2 bad input (one line: file:line: key: why)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m generator",
+        description="Generate a fleet of GPU training images for Databricks AI Runtime from matrix.yaml.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--matrix",
+        type=Path,
+        default=Path("matrix.yaml"),
+        metavar="FILE",
+        help="the catalogue to read (default: ./matrix.yaml)",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("list", help="list every cell with its resolved versions")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("show", help="everything about one cell: versions, wheels, checks, digest")
+    s.add_argument("cell", metavar="CELL", help="1-based index or slug")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("check", help="compatibility checks per cell (exit 1 if any FAIL)")
+    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+
+    s = sub.add_parser("matrix", help="the GitHub Actions matrix object for CI fan-out")
+    s.add_argument("--json", action="store_true", required=True, help="print JSON (the only format)")
+
+    s = sub.add_parser("generate", help="render images/<cell>/ for every cell")
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="output directory (default: images/ beside the matrix file)",
+    )
+    s.add_argument("--json", action="store_true", help="machine-readable summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        fleet = Fleet.load(args.matrix)
+        return int(COMMANDS[args.command](fleet, args))
+    except FleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except BrokenPipeError:  # `... | head` is a normal way to read a long list
+        return 0
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _extensions(cell_json: dict[str, Any]) -> str:
+    return " ".join(f"{e['name']}=={e['version']}" for e in cell_json["extensions"]) or "-"
+
+
+def cmd_list(fleet: Fleet, args: argparse.Namespace) -> int:
+    summaries = [cell_summary(c) for c in fleet.cells]
+    if args.json:
+        _print_json({"matrix": str(fleet.matrix.file), "cells": summaries})
+        return 0
+    rows = []
+    for s in summaries:
+        t = s["torch"]
+        rows.append(
+            [
+                s["index"],
+                s["slug"],
+                s["base_image"],
+                s["python"],
+                s["cuda"],
+                f"{t['torch']}/{t['torchvision']}/{t['torchaudio']}",
+                t["index"],
+                t["cxx11_abi"],
+                _extensions(s),
+                ",".join(a.removeprefix("GPU_") for a in s["accelerators"]),
+            ]
+        )
+    print(
+        table(
+            [
+                "#",
+                "slug",
+                "base image",
+                "py",
+                "cuda",
+                "torch/vision/audio",
+                "index",
+                "abi",
+                "extensions",
+                "accelerators",
+            ],
+            rows,
+        )
+    )
+    print(f"\n{len(rows)} cells from {fleet.matrix.file}")
+    return 0
+
+
+def cmd_show(fleet: Fleet, args: argparse.Namespace) -> int:
+    (cell,) = select(fleet.cells, [args.cell])[:1]
+    (rendered,) = fleet.render([cell])
+    info = {
+        **cell_summary(cell),
+        "digest": rendered.digest,
+        "tag": rendered.tag,
+        "ref": rendered.ref,
+        "status": rendered.status,
+        "checks": [{"id": c.id, "title": c.title, "status": c.status, "detail": c.detail} for c in rendered.checks],
+        "wheels": [
+            {"filename": a.filename, "url": a.url, "sha256": a.sha256} for e in cell.extensions for a in e.artifacts
+        ],
+    }
+    if args.json:
+        _print_json(info)
+        return 0
+    t = info["torch"]
+    print(f"cell {cell.index}: {cell.slug}  [{rendered.status}]")
+    print(f"  base       {cell.base_image} ({cell.base}, {cell.variant}); CUDA {cell.cuda}; Python {cell.python}")
+    print(
+        f"  torch      {t['torch']} / torchvision {t['torchvision']} / torchaudio {t['torchaudio']} "
+        f"from {t['index']} (CUDA {t['cuda']}, C++11 ABI {t['cxx11_abi']}, NCCL {t['nccl']})"
+    )
+    for e in cell.extensions:
+        print(f"  extension  {e.name} {e.version} ({e.build}): {e.problem or e.abi_note}")
+    for w in info["wheels"]:
+        print(f"  wheel      {w['filename']}  {w['url'] or '(package index; resolved by lock)'}")
+    print(f"  blessed    {', '.join(cell.accelerators)} on {cell.cloud} (host driver {cell.host_driver})")
+    print(f"  image      {rendered.ref}")
+    print(f"  digest     {rendered.digest}\n")
+    print(summary_table(list(rendered.checks)))
+    return 0
+
+
+def cmd_check(fleet: Fleet, args: argparse.Namespace) -> int:
+    cells = select(fleet.cells, args.cells)
+    results = [(c, fleet.checks(c)) for c in cells]
+    counts = Counter(worst([k.status for k in checks]) for _, checks in results)
+    if args.json:
+        _print_json(
+            {
+                "cells": [
+                    {
+                        "index": c.index,
+                        "slug": c.slug,
+                        "status": worst([k.status for k in checks]),
+                        "checks": [k.__dict__ for k in checks],
+                    }
+                    for c, checks in results
+                ],
+                "counts": dict(counts),
+            }
+        )
+    else:
+        for cell, checks in results:
+            print(f"# {cell.index} {cell.slug}: {worst([k.status for k in checks])}\n")
+            print(summary_table(checks))
+        print(", ".join(f"{counts.get(s, 0)} {s}" for s in ("OK", "WARN", "FAIL", "N/A")) + f" of {len(cells)} cells")
+    return 1 if counts.get(FAIL) else 0
+
+
+def cmd_matrix(fleet: Fleet, args: argparse.Namespace) -> int:
+    include = [
+        {
+            "index": r.cell.index,
+            "slug": r.cell.slug,
+            "cloud": r.cell.cloud,
+            "variant": r.cell.variant,
+            "base": r.cell.base,
+            "torch": r.cell.torch,
+            "stack": r.cell.stack,
+            "digest": r.digest,
+            "tag": r.tag,
+            "status": r.status,
+        }
+        for r in fleet.render()
+    ]
+    _print_json({"include": include})
+    return 0
+
+
+def cmd_generate(fleet: Fleet, args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    out = args.out if args.out is not None else fleet.matrix.file.parent / "images"
+    rendered = fleet.render()
+    failing = [r for r in rendered if r.status == FAIL]
+    if failing:
+        for r in failing[1:]:
+            print(f"error: {failure_error(r)}", file=sys.stderr)
+        raise failure_error(failing[0])
+    desired = desired_files(rendered)
+    changes = plan(out, desired)
+    lines = _group_changes(changes, out)  # before apply: removed directories are still there to describe
+    if not args.check:
+        apply(changes, out, desired)
+    elapsed = time.perf_counter() - started
+    writes = sum(1 for c in changes if c.action == "write")
+    removes = len(changes) - writes
+    if args.json:
+        _print_json(
+            {
+                "out": str(out),
+                "cells": len(rendered),
+                "check": args.check,
+                "stale": bool(changes),
+                "written": 0 if args.check else writes,
+                "removed": 0 if args.check else removes,
+                "changes": [{"action": c.action, "path": str(c.path), "reason": c.reason} for c in changes],
+                "seconds": round(elapsed, 3),
+            }
+        )
+    else:
+        for line in lines:
+            print(("stale: " if args.check else "") + line)
+        if args.check:
+            verdict = f"{len(changes)} stale; run `python -m generator generate`" if changes else "up to date"
+            print(f"{out}: {len(rendered)} cells, {verdict}")
+        else:
+            print(f"{out}: {len(rendered)} cells, {writes} files written, {removes} removed in {elapsed:.2f} s")
+    return 1 if args.check and changes else 0
+
+
+def _group_changes(changes: list[Change], out: Path) -> list[str]:
+    """One line per cell directory: `images/<slug>/: new Dockerfile, cell.json ...`."""
+    groups: dict[str, list[str]] = {}
+    for c in changes:
+        rel = c.path.relative_to(out).as_posix()
+        top, _, rest = rel.partition("/")
+        key = f"{out / top}/" if rest or c.path.is_dir() else str(c.path)
+        label = {
+            "new": "new",
+            "changed": "changed",
+            "cell left the matrix": "removed (cell left the matrix)",
+            "no longer generated": "removed",
+        }[c.reason]
+        groups.setdefault(key, []).append(f"{label} {rest}" if rest else label)
+    lines = []
+    for key, items in groups.items():
+        if len(items) > 4 and all(i.startswith("new ") for i in items):
+            items = [f"new ({len(items)} files)"]
+        lines.append(f"{key}: {', '.join(items)}")
+    return lines
+
+
+COMMANDS = {"list": cmd_list, "show": cmd_show, "check": cmd_check, "matrix": cmd_matrix, "generate": cmd_generate}

@@ -1,0 +1,235 @@
+"""The knowledge data files (`generator/knowledge/*.yaml`) as typed, read-only values.
+
+Facts live in data files with their sources; this module only gives them types and answers simple
+questions about them (which CUDA does this torch index carry, what ABI does that build have). Every
+policy decision (OK, WARN, FAIL) lives in `compat.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from packaging.version import Version
+
+from generator.errors import KnowledgeError
+
+KNOWLEDGE_DIR = Path(__file__).parent / "knowledge"
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = KNOWLEDGE_DIR / name
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "source" not in data:
+        raise KnowledgeError(f"{path}: expected a mapping with a 'source' key")
+    return data
+
+
+def minor(version: Version | str) -> str:
+    """`2.6.0` -> `2.6`."""
+    v = Version(str(version))
+    return f"{v.major}.{v.minor}"
+
+
+@dataclass(frozen=True)
+class TorchFacts:
+    minor: str
+    pypi_cuda: str
+    indexes: tuple[str, ...]
+    nccl: str
+    abi: int
+    abi_by_index: dict[str, int]
+    python_min: str
+    python_max: str
+    torchvision_minor: str
+    torchaudio_minor: str
+
+    def abi_for(self, index: str) -> int:
+        return self.abi_by_index.get(index, self.abi)
+
+    def supports_python(self, python: str) -> bool:
+        return Version(self.python_min) <= Version(python) <= Version(self.python_max)
+
+
+@dataclass(frozen=True)
+class FlashAttnRelease:
+    version: str
+    cuda_labels: tuple[str, ...]
+    torch_minors: tuple[str, ...]
+    python_min: str
+    python_max: str
+    python_max_by_torch: dict[str, str]
+    mislabelled: dict[str, dict[str, int]]
+
+    def real_abi(self, torch_minor: str, label: str) -> int:
+        """The ABI a wheel labelled `cxx11abi{label}` for `torch_minor` was really built with."""
+        return self.mislabelled.get(torch_minor, {}).get(label, 1 if label == "TRUE" else 0)
+
+    def supports_python(self, torch_minor: str, python: str) -> bool:
+        top = self.python_max_by_torch.get(torch_minor, self.python_max)
+        return Version(self.python_min) <= Version(python) <= Version(top)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    gpus_per_node: int
+    gpu: str
+    compute_capability: str
+    fabric: dict[str, str]  # cloud -> none | efa | infiniband
+
+
+@dataclass(frozen=True)
+class BaseFacts:
+    name: str
+    image: str
+    python: str
+    python_path: str
+    installer: str
+    cuda: str
+    os_nccl: str | None
+    cuda_compat: bool
+    nvcc: dict[str, bool]
+    size_gb: dict[str, dict[str, float]] | None
+    network: dict[str, dict[str, str]]
+
+    def image_for(self, cloud: str, variant: str) -> str:
+        return self.image.format(cloud=cloud, variant=variant)
+
+
+@dataclass(frozen=True)
+class ExtensionFacts:
+    name: str
+    kind: str
+    import_name: str
+    native_module: str | None
+    compiled: bool
+    source_build_abi: int | None
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    cuda_min_driver: dict[str, str]
+    cuda_major_floor: dict[str, str]
+    host_drivers: dict[str, str]
+    accelerators: dict[str, Accelerator]
+    bases: dict[str, BaseFacts]
+    torch_indexes: dict[str, str]
+    torch_index_url: str
+    torch: dict[str, TorchFacts]
+    flash_attn: dict[str, FlashAttnRelease]
+    flash_attn_url: str
+    flash_attn_filename: str
+    flash_attn_companions: dict[str, str]
+    xformers_pins: dict[str, str]
+    apex_archive_url: str
+    apex_build_env: dict[str, str]
+    extensions: dict[str, ExtensionFacts]
+    build_tools: dict[str, str]
+    build_max_jobs: int
+    sources: dict[str, str]
+
+    @property
+    def clouds(self) -> tuple[str, ...]:
+        return tuple(self.host_drivers)
+
+    def min_driver(self, cuda: str) -> str | None:
+        return self.cuda_min_driver.get(minor(cuda))
+
+    def index_cuda(self, index: str) -> str:
+        return self.torch_indexes[index]
+
+
+@cache
+def knowledge() -> Knowledge:
+    """Load every knowledge file once per process."""
+    files = {path.name: _load(path.name) for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))}
+    drivers, hosts, accel = files["cuda_drivers.yaml"], files["host_drivers.yaml"], files["accelerators.yaml"]
+    bases, torch, fa = files["bases.yaml"], files["torch.yaml"], files["flash_attn.yaml"]
+    xf, apex, ext = files["xformers.yaml"], files["apex.yaml"], files["extensions.yaml"]
+    tools = files["build_tools.yaml"]
+    return Knowledge(
+        cuda_min_driver={str(k): str(v) for k, v in drivers["minimum_driver"].items()},
+        cuda_major_floor={str(k): str(v) for k, v in drivers["major_floor"].items()},
+        host_drivers={str(k): str(v) for k, v in hosts["drivers"].items()},
+        accelerators={
+            name: Accelerator(
+                name=name,
+                gpus_per_node=int(a["gpus_per_node"]),
+                gpu=str(a["gpu"]),
+                compute_capability=str(a["compute_capability"]),
+                fabric={str(c): str(f) for c, f in a["fabric"].items()},
+            )
+            for name, a in accel["accelerators"].items()
+        },
+        bases={
+            name: BaseFacts(
+                name=name,
+                image=b["image"],
+                python=str(b["python"]),
+                python_path=b["python_path"],
+                installer=b["installer"],
+                cuda=str(b["cuda"]),
+                os_nccl=b["os_nccl"],
+                cuda_compat=bool(b["cuda_compat"]),
+                nvcc=dict(b["nvcc"]),
+                size_gb=b["size_gb"],
+                network={c: {k: str(v) for k, v in n.items()} for c, n in b["network"].items()},
+            )
+            for name, b in bases["bases"].items()
+        },
+        torch_indexes={str(k): str(v) for k, v in torch["indexes"].items()},
+        torch_index_url=str(torch["index_url"]),
+        torch={
+            str(m): TorchFacts(
+                minor=str(m),
+                pypi_cuda=t["pypi_cuda"],
+                indexes=tuple(t["indexes"]),
+                nccl=str(t["nccl"]),
+                abi=int(t["abi"]),
+                abi_by_index={str(k): int(v) for k, v in t.get("abi_by_index", {}).items()},
+                python_min=str(t["python"][0]),
+                python_max=str(t["python"][1]),
+                torchvision_minor=str(t["torchvision"]),
+                torchaudio_minor=str(t["torchaudio"]),
+            )
+            for m, t in torch["releases"].items()
+        },
+        flash_attn={
+            str(v): FlashAttnRelease(
+                version=str(v),
+                cuda_labels=tuple(r["cuda"]),
+                torch_minors=tuple(str(t) for t in r["torch"]),
+                python_min=str(r["python"][0]),
+                python_max=str(r["python"][1]),
+                python_max_by_torch={str(k): str(p) for k, p in r.get("python_max_by_torch", {}).items()},
+                mislabelled={
+                    str(k): {str(lbl): int(a) for lbl, a in m.items()} for k, m in r.get("mislabelled", {}).items()
+                },
+            )
+            for v, r in fa["releases"].items()
+        },
+        flash_attn_url=fa["url"],
+        flash_attn_filename=fa["filename"],
+        flash_attn_companions={str(k): str(v) for k, v in fa["companions"].items()},
+        xformers_pins={str(k): str(v) for k, v in xf["pins"].items()},
+        apex_archive_url=apex["archive_url"],
+        apex_build_env={str(k): str(v) for k, v in apex["build_env"].items()},
+        extensions={
+            name: ExtensionFacts(
+                name=name,
+                kind=e["kind"],
+                import_name=e["import"],
+                native_module=e.get("native_module"),
+                compiled=bool(e["compiled"]),
+                source_build_abi=e.get("source_build_abi"),
+            )
+            for name, e in ext["extensions"].items()
+        },
+        build_tools={str(k): str(v) for k, v in tools["packages"].items()},
+        build_max_jobs=int(tools["max_jobs"]),
+        sources={name: str(data["source"]) for name, data in files.items()},
+    )

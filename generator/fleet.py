@@ -1,0 +1,75 @@
+"""The offline half of the pipeline in one place: matrix -> cells -> checks -> rendered files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.compat import FAIL, Check, check_cell
+from generator.errors import MatrixError
+from generator.expand import expand
+from generator.facts import Knowledge, knowledge
+from generator.matrix import load_matrix
+from generator.model import Cell, Matrix
+from generator.render import HEADER, RenderedCell, Renderer, cell_summary
+
+INDEX_FILE = "index.json"
+
+
+@dataclass(frozen=True)
+class Fleet:
+    matrix: Matrix
+    cells: list[Cell]
+    facts: Knowledge
+
+    @classmethod
+    def load(cls, path: Path, facts: Knowledge | None = None) -> Fleet:
+        facts = facts or knowledge()
+        matrix = load_matrix(path, facts)
+        return cls(matrix=matrix, cells=expand(matrix, facts), facts=facts)
+
+    def checks(self, cell: Cell) -> list[Check]:
+        return check_cell(cell, self.facts)
+
+    def render(self, cells: list[Cell] | None = None) -> list[RenderedCell]:
+        renderer = Renderer(self.facts)
+        return [renderer.render(cell, self.checks(cell)) for cell in (self.cells if cells is None else cells)]
+
+
+def failure_error(rendered: RenderedCell) -> MatrixError:
+    """One line naming where in the matrix a FAILing cell comes from, and why it fails."""
+    cell = rendered.cell
+    failed = [c for c in rendered.checks if c.status == FAIL]
+    origin = cell.origin
+    if failed[0].id in ("abi", "builds"):
+        broken = [e for e in cell.extensions if e.problem] or list(cell.extensions)
+        origin = broken[0].origin
+    why = "; ".join(f"{c.title}: {c.detail}" for c in failed)
+    return MatrixError(
+        f"cell {cell.index} {cell.slug} FAILs its checks: {why}", file=origin.file, line=origin.line, key=origin.key
+    )
+
+
+def desired_files(rendered: list[RenderedCell]) -> dict[str, bytes]:
+    """Every generated file, relative to the images directory."""
+    files: dict[str, bytes] = {}
+    for r in rendered:
+        for name, data in r.files.items():
+            files[f"{r.cell.slug}/{name}"] = data
+    index = {
+        "_generated": HEADER,
+        "cells": [
+            {
+                **cell_summary(r.cell),
+                "dir": r.cell.slug,
+                "digest": r.digest,
+                "tag": r.tag,
+                "ref": r.ref,
+                "status": r.status,
+            }
+            for r in rendered
+        ],
+    }
+    files[INDEX_FILE] = (json.dumps(index, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files

@@ -1,0 +1,181 @@
+"""The values the pipeline passes along: a validated Matrix, and the Cells it expands to.
+
+All frozen: a Cell is an immutable value, identified by its slug, numbered by its 1-based index in
+matrix order (`build-1`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLOUDS = ("aws", "azure")
+VARIANTS = ("runtime", "devel")
+BASES = ("databricks", "scratch")
+SELECTOR_KEYS = ("cloud", "variant", "base", "torch", "stack")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where in the matrix a value was written, for one-line errors."""
+
+    file: Path
+    line: int | None
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.key}" if self.line else f"{self.file}: {self.key}"
+
+
+@dataclass(frozen=True)
+class ExtensionPin:
+    """An extension asked for by the matrix: a version (a commit for source archives) and how to build."""
+
+    name: str
+    version: str | None  # None: pick from knowledge
+    build: str  # "wheel" | "source"
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class ExtensionDecl:
+    """The `extensions:` section: matrix-wide pins and generic pinned-pip packages."""
+
+    name: str
+    kind: str  # a knowledge kind, or "pip"
+    version: str | None
+    build: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class TorchRow:
+    version: str
+    torchvision: str
+    torchaudio: str
+    index: str  # "pypi" (the default build) or a CUDA index name like "cu126"
+    pins: tuple[ExtensionPin, ...]
+    origin: Origin
+
+    def pin(self, extension: str) -> ExtensionPin | None:
+        return next((p for p in self.pins if p.name == extension), None)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A partial cell description; each value is a tuple of fnmatch patterns (any may match)."""
+
+    patterns: tuple[tuple[str, tuple[str, ...]], ...]
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Override:
+    select: Selector
+    accelerators: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Include:
+    cloud: str
+    variant: str
+    base: str
+    torch: str
+    stack: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Matrix:
+    file: Path
+    python: str
+    registry_host: str
+    repository: str
+    clouds: tuple[str, ...]
+    variants: tuple[str, ...]
+    bases: tuple[str, ...]
+    accelerators: tuple[str, ...]
+    torch: tuple[TorchRow, ...]
+    stacks: tuple[tuple[str, tuple[str, ...]], ...]
+    extensions: tuple[ExtensionDecl, ...]
+    exclude: tuple[Selector, ...]
+    include: tuple[Include, ...]
+    overrides: tuple[Override, ...]
+    host_drivers: tuple[tuple[str, str], ...]
+    stacks_origin: Origin
+
+    def stack(self, name: str) -> tuple[str, ...]:
+        return dict(self.stacks)[name]
+
+    def torch_row(self, version: str) -> TorchRow:
+        return next(r for r in self.torch if r.version == version)
+
+    def declared(self, extension: str) -> ExtensionDecl | None:
+        return next((d for d in self.extensions if d.name == extension), None)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file a cell's build COPYs in: fetched once, verified by sha256 once locked."""
+
+    filename: str
+    url: str | None  # None: resolved from the package index by `lock`
+    project: str
+    version: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Extension:
+    """An extension resolved for one cell: what to install and what ABI the artifact really has."""
+
+    name: str
+    kind: str  # release-wheel | torch-pinned | source | pip
+    version: str
+    build: str  # wheel | source | pip
+    import_name: str | None
+    native_module: str | None
+    artifacts: tuple[Artifact, ...]
+    abi: int | None  # the ABI it was really built with; None: pure Python
+    abi_note: str  # one line: how that ABI was determined
+    problem: str | None  # why no correct artifact exists (the cell FAILs)
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Cell:
+    index: int
+    slug: str
+    cloud: str
+    variant: str
+    base: str
+    base_image: str
+    python: str
+    python_path: str
+    installer: str  # uv | pip
+    cuda: str  # the base image's CUDA toolkit
+    torch: str
+    torchvision: str
+    torchaudio: str
+    torch_index: str  # the CUDA build, e.g. cu124
+    torch_from_pypi: bool
+    torch_cuda: str
+    abi: int
+    nccl: str
+    stack: str
+    extensions: tuple[Extension, ...]
+    accelerators: tuple[str, ...]
+    host_driver: str
+    registry_host: str
+    repository: str
+    origin: Origin
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def image(self) -> str:
+        return f"{self.registry_host}/{self.repository}"
+
+    @property
+    def torch_minor(self) -> str:
+        major, minor_, *_ = self.torch.split(".")
+        return f"{major}.{minor_}"

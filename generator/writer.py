@@ -1,0 +1,99 @@
+"""Write a rendered fleet to disk incrementally and atomically, or report what is stale.
+
+A file is written only when its bytes change (temp file + rename, so readers never see half a file and
+unchanged mtimes keep Make quiet). Directories of cells that left the matrix are removed; directories
+the generator did not make are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from generator.render import HEADER
+
+STAGED_DIRS = ("wheels",)  # filled by fetch, ignored by git: never "stale"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str  # write | remove
+    path: Path
+    reason: str  # new | changed | cell left the matrix | no longer generated
+
+    def __str__(self) -> str:
+        return f"{self.action:6} {self.path}  ({self.reason})"
+
+
+def _generated_files(cell_dir: Path) -> list[str] | None:
+    """The files a previous run generated in `cell_dir` (from its cell.json), or None if not ours."""
+    try:
+        data = json.loads((cell_dir / "cell.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("_generated") != HEADER:
+        return None
+    files = data.get("files")
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+
+
+def plan(out: Path, desired: dict[str, bytes]) -> list[Change]:
+    """Changes that bring `out` to `desired` (paths relative to `out`, first part = cell directory)."""
+    changes: list[Change] = []
+    for rel, data in desired.items():
+        path = out / rel
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            changes.append(Change("write", path, "new"))
+            continue
+        except IsADirectoryError:
+            current = None
+        if current != data:
+            changes.append(Change("write", path, "changed"))
+    cell_dirs = {rel.split("/", 1)[0] for rel in desired if "/" in rel}
+    if out.is_dir():
+        for child in sorted(out.iterdir()):
+            if not child.is_dir():
+                continue
+            previous = _generated_files(child)
+            if previous is None:
+                continue  # not a generated cell directory: leave it alone
+            if child.name not in cell_dirs:
+                changes.append(Change("remove", child, "cell left the matrix"))
+                continue
+            for name in previous:
+                rel = f"{child.name}/{name}"
+                if rel not in desired and name.split("/", 1)[0] not in STAGED_DIRS and (child / name).is_file():
+                    changes.append(Change("remove", child / name, "no longer generated"))
+    return changes
+
+
+def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:
+    for change in changes:
+        if change.action == "write":
+            _atomic_write(change.path, desired[change.path.relative_to(out).as_posix()])
+        elif change.path.is_dir():
+            shutil.rmtree(change.path)
+        else:
+            change.path.unlink(missing_ok=True)
+            parent = change.path.parent
+            if parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
