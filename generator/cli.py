@@ -228,10 +228,10 @@ def cmd_generate(fleet: Fleet, args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else fleet.matrix.file.parent / "images"
     rendered = fleet.render()
     failing = [r for r in rendered if r.status == FAIL]
-    if failing:
-        for r in failing[1:]:
+    if failing:  # one line per failing cell, in matrix order; nothing is written
+        for r in failing:
             print(f"error: {failure_error(r)}", file=sys.stderr)
-        raise failure_error(failing[0])
+        return 2
     desired = desired_files(rendered)
     changes = plan(out, desired)
     lines = _group_changes(changes, out)  # before apply: removed directories are still there to describe

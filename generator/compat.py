@@ -101,17 +101,16 @@ def _torch_cuda(cell: Cell, facts: Knowledge) -> Check:
 
 def _nccl(cell: Cell, facts: Knowledge) -> Check:
     title = "NCCL"
-    multi = [a for a in cell.accelerators if facts.accelerators[a].gpus_per_node > 1]
-    if not multi:
-        return Check("nccl", title, NA, f"single-GPU accelerators only ({', '.join(cell.accelerators)})")
+    # Always relevant: even single-GPU accelerators run multi-node jobs (num_accelerators > 1) over NCCL.
+    package = f"nvidia-nccl-cu{cell.torch_cuda.split('.')[0]}"
+    version = f"{package} {cell.nccl}" if cell.torch_from_pypi else f"{package} of the {cell.torch_index} build"
     os_nccl = facts.bases[cell.base].os_nccl
     tail = f"; OS NCCL {os_nccl} unused" if os_nccl else ""
     return Check(
         "nccl",
         title,
         OK,
-        f"torch-bundled NCCL {cell.nccl} (nvidia-nccl-cu12) loads preferentially"
-        f"{tail}; verify with torch.cuda.nccl.version()",
+        f"torch-bundled NCCL ({version}) loads preferentially{tail}; verify with torch.cuda.nccl.version()",
     )
 
 
@@ -184,9 +183,12 @@ def _abi(cell: Cell, facts: Knowledge) -> Check:
         return Check("abi", title, NA, "no compiled extensions")
     parts, statuses = [], []
     for e in compiled:
-        if e.problem:
+        if e.problem and e.abi_problem:
             statuses.append(FAIL)
             parts.append(e.problem)
+        elif e.problem:
+            statuses.append(NA)
+            parts.append(f"{e.name}: not resolved (see Extension builds)")
         elif e.abi != cell.abi:
             statuses.append(FAIL)
             parts.append(

@@ -23,7 +23,8 @@ def slug_for(cloud: str, variant: str, base: str, torch: str, extensions: tuple[
     parts.append(f"torch{minor(torch)}")
     for ext in extensions:
         # A source archive's version is a commit: the stack name is identity enough, the digest pins it.
-        parts.append(ext.name if ext.kind == "source" else f"{ext.name}{ext.version}")
+        # Unresolved extensions (the cell FAILs anyway) also show their name alone.
+        parts.append(ext.name if ext.kind == "source" or ext.problem else f"{ext.name}{ext.version}")
     return "-".join(parts).lower()
 
 

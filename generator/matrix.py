@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from packaging.version import Version
+
 from generator import validators
 from generator.errors import MatrixError
 from generator.facts import Knowledge, knowledge, minor
@@ -248,7 +250,7 @@ def _torch_rows(
         if not isinstance(item, dict):
             item = {"version": item}  # `- 2.6.0` is shorthand for `- {version: 2.6.0}`
         spec = r.mapping(item, path, required=("version",))
-        version = r.string(spec["version"], (*path, "version"), validators.version)
+        version = r.string(spec["version"], (*path, "version"), validators.release_version)
         if version in seen:
             raise r.fail((*path, "version"), f"torch {version} is already listed at torch[{seen[version]}]")
         seen[version] = i
@@ -259,7 +261,7 @@ def _torch_rows(
                 f"torch {version} is not in generator/knowledge/torch.yaml "
                 f"(known: {', '.join(facts.torch)}); add its facts there first",
             )
-        patch = version.split(".")[2] if version.count(".") >= 2 else "0"
+        patch = str(Version(version).micro)
         torchvision = r.string(
             spec.get("torchvision", f"{facts_row.torchvision_minor}.{patch}"),
             (*path, "torchvision"),
@@ -341,7 +343,7 @@ def _include(
     r: _Reader, value: Any, path: KeyPath, torch_versions: tuple[str, ...], stacks: tuple[str, ...]
 ) -> Include:
     spec = r.mapping(value, path, SELECTOR_KEYS, required=("cloud", "variant", "torch", "stack"))
-    torch_value = r.string(spec["torch"], (*path, "torch"), validators.version)
+    torch_value = r.string(spec["torch"], (*path, "torch"), validators.release_version)
     if torch_value not in torch_versions:
         raise r.fail((*path, "torch"), f"torch {torch_value} is not a row of `torch:` ({', '.join(torch_versions)})")
     return Include(

@@ -140,6 +140,7 @@ class Extension:
     abi_note: str  # one line: how that ABI was determined
     problem: str | None  # why no correct artifact exists (the cell FAILs)
     origin: Origin
+    abi_problem: bool = False  # the problem is that no artifact has torch's C++11 ABI
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,15 @@ def version(text: str) -> str:
     return str(parsed)
 
 
+def release_version(text: str) -> str:
+    """A PEP 440 version with at least major.minor.micro: `2.8` means the release `2.8.0`."""
+    v = Version(version(text))
+    if len(v.release) >= 3:
+        return str(v)
+    padded = ".".join(str(p) for p in (*v.release, 0, 0)[:3])
+    return str(Version(padded + str(v)[len(".".join(map(str, v.release))) :]))
+
+
 def python_version(text: str) -> str:
     """`3.12` style: major.minor only."""
     v = Version(version(text))

@@ -93,40 +93,44 @@ def _flash_attn(
         v = version or max(facts.flash_attn, key=Version)
         forced = facts.extensions[name].source_build_abi
         abi = forced if forced is not None else torch.abi
+        # The sdist is fetched and sha256-locked like every other artifact, never resolved at build time.
+        sdist = Artifact(filename=f"flash_attn-{v}.tar.gz", url=None, project="flash-attn", version=v)
         return replace(
             base,
             version=v,
             build="source",
-            artifacts=(_einops(facts),),
+            artifacts=(_einops(facts), sdist),
             abi=abi,
             abi_note=f"source build with nvcc: always ABI {abi} on Ubuntu 24.04, whatever torch's",
         )
     candidates = [version] if version else sorted(facts.flash_attn, key=Version, reverse=True)
-    first_problem = None
+    first: tuple[str, bool] | None = None
     for v in candidates:
-        picked, problem = _flash_attn_wheel(v, torch, facts)
+        picked, problem, abi_related = _flash_attn_wheel(v, torch, facts)
         if picked is not None:
             wheel, abi, note = picked
             return replace(base, version=v, artifacts=(_einops(facts), wheel), abi=abi, abi_note=note)
-        first_problem = first_problem or problem
+        first = first or (problem, abi_related)
+    assert first is not None
     shown = version or "any known release"
-    return replace(base, version=version or "none", problem=f"flash-attn {shown}: {first_problem}")
+    return replace(base, version=version or "none", problem=f"flash-attn {shown}: {first[0]}", abi_problem=first[1])
 
 
 def _flash_attn_wheel(
     version: str, torch: TorchBuild, facts: Knowledge
-) -> tuple[tuple[Artifact, int, str] | None, str]:
+) -> tuple[tuple[Artifact, int, str] | None, str, bool]:
+    """(wheel, its real ABI, note) or None with the reason and whether the reason is the ABI."""
     release = facts.flash_attn.get(version)
     if release is None:
-        return None, "not in generator/knowledge/flash_attn.yaml"
+        return None, "not in generator/knowledge/flash_attn.yaml", False
     if torch.minor not in release.torch_minors:
-        return None, f"no release wheel for torch {torch.minor} (built for {', '.join(release.torch_minors)})"
+        return None, f"no release wheel for torch {torch.minor} (built for {', '.join(release.torch_minors)})", False
     if not release.supports_python(torch.minor, torch.python):
-        return None, f"no {cp_tag(torch.python)} wheel for torch {torch.minor}"
+        return None, f"no {cp_tag(torch.python)} wheel for torch {torch.minor}", False
     cuda_major = torch.cuda.split(".")[0]
     labels = [c for c in release.cuda_labels if c.removeprefix("cu")[:2] == cuda_major]
     if not labels:
-        return None, f"no CUDA {cuda_major} build (wheels: {', '.join(release.cuda_labels)})"
+        return None, f"no CUDA {cuda_major} build (wheels: {', '.join(release.cuda_labels)})", False
     # cu118/cu123-style labels: the newest not newer than torch's CUDA; cu12: the major only.
     fitting = [c for c in labels if len(c) <= 4 or _cuda_of_label(c) <= Version(torch.cuda)]
     cuda_label = max(fitting or labels, key=_cuda_of_label)
@@ -141,10 +145,10 @@ def _flash_attn_wheel(
         url = facts.flash_attn_url.format(version=version, filename=filename.replace("+", "%2B"))
         honest = (label == "TRUE") == (real == 1)
         note = f"cxx11abi{label} wheel, built with ABI {real}" + ("" if honest else " (mislabelled)")
-        return (Artifact(filename=filename, url=url, project="flash-attn", version=version), real, note), ""
+        return (Artifact(filename=filename, url=url, project="flash-attn", version=version), real, note), "", False
     mislabel = release.mislabelled.get(torch.minor, {})
     detail = "; ".join(f"the cxx11abi{lbl} wheel is mislabelled (really ABI {abi})" for lbl, abi in mislabel.items())
-    return None, (f"no wheel built with ABI {torch.abi} for {torch.describe}" + (f": {detail}" if detail else ""))
+    return None, f"no wheel built with ABI {torch.abi} for {torch.describe}" + (f": {detail}" if detail else ""), True
 
 
 def _cuda_of_label(label: str) -> Version:
@@ -155,7 +159,7 @@ def _cuda_of_label(label: str) -> Version:
 def _xformers(name: str, version: str | None, torch: TorchBuild, facts: Knowledge, origin: Origin) -> Extension:
     base = _template(name, "torch-pinned", "wheel", facts, origin)
     if version is None:
-        matches = [v for v, t in facts.xformers_pins.items() if t == torch.version]
+        matches = [v for v, t in facts.xformers_pins.items() if Version(t) == Version(torch.version)]
         if not matches:
             return replace(
                 base, problem=f"no xformers release pins torch {torch.version} (generator/knowledge/xformers.yaml)"
@@ -164,14 +168,23 @@ def _xformers(name: str, version: str | None, torch: TorchBuild, facts: Knowledg
     pinned = facts.xformers_pins.get(version)
     if pinned is None:
         return replace(base, version=version, problem=f"xformers {version} is not in generator/knowledge/xformers.yaml")
-    if pinned != torch.version:
+    if Version(pinned) != Version(torch.version):
         return replace(
             base,
             version=version,
             problem=f"xformers {version} pins torch=={pinned}, the cell has torch {torch.version}",
         )
-    # Built against the package index's default torch build of that release.
-    built_abi = facts.torch[torch.minor].abi
+    # Built against the package index's default torch build of that release: same ABI, same CUDA major.
+    default = facts.torch[torch.minor]
+    built_cuda = facts.index_cuda(default.pypi_cuda)
+    if built_cuda.split(".")[0] != torch.cuda.split(".")[0]:
+        return replace(
+            base,
+            version=version,
+            problem=f"xformers {version} on the package index is built for CUDA {built_cuda} "
+            f"({default.pypi_cuda}); this torch is {torch.index}",
+        )
+    built_abi = default.abi
     return replace(
         base, version=version, abi=built_abi, abi_note=f"built against torch {pinned} default build (ABI {built_abi})"
     )
