@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.started = time.perf_counter()  # `generate` reports seconds from here, matrix loading included
     try:
         fleet = Fleet.load(args.matrix)
         return int(COMMANDS[args.command](fleet, args))
@@ -224,20 +225,19 @@ def cmd_matrix(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(fleet: Fleet, args: argparse.Namespace) -> int:
-    started = time.perf_counter()
     out = args.out if args.out is not None else fleet.matrix.file.parent / "images"
     rendered = fleet.render()
     failing = [r for r in rendered if r.status == FAIL]
     if failing:  # one line per failing cell, in matrix order; nothing is written
         for r in failing:
-            print(f"error: {failure_error(r)}", file=sys.stderr)
+            print(f"error: {failure_error(r, fleet.matrix)}", file=sys.stderr)
         return 2
     desired = desired_files(rendered)
     changes = plan(out, desired)
     lines = _group_changes(changes, out)  # before apply: removed directories are still there to describe
     if not args.check:
         apply(changes, out, desired)
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - args.started
     writes = sum(1 for c in changes if c.action == "write")
     removes = len(changes) - writes
     if args.json:

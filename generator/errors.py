@@ -28,7 +28,8 @@ class MatrixError(FleetError):
         if self.file is not None:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         key = f"{self.key}: " if self.key else ""
-        return f"{where}{key}{self.message}".replace("\n", " ")
+        # Every kind of line break (\r, \u2028, ...) is folded: the error is one line whatever a key held.
+        return " ".join(f"{where}{key}{self.message}".splitlines())
 
 
 class KnowledgeError(FleetError):

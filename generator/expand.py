@@ -61,6 +61,14 @@ def expand(matrix: Matrix, facts: Knowledge | None = None) -> list[Cell]:
     for inc in matrix.include:
         combos.append((_values(inc.cloud, inc.variant, inc.base, inc.torch, inc.stack), inc.origin))
 
+    if not combos:
+        first = matrix.exclude[0].origin if matrix.exclude else Origin(matrix.file, None, "")
+        raise MatrixError(
+            "the matrix expands to no cells (every combination is excluded)",
+            file=first.file,
+            line=first.line,
+            key=first.key or None,
+        )
     used_overrides: set[int] = set()
     cells: list[Cell] = []
     seen: dict[str, Origin] = {}

@@ -11,7 +11,7 @@ from generator.errors import MatrixError
 from generator.expand import expand
 from generator.facts import Knowledge, knowledge
 from generator.matrix import load_matrix
-from generator.model import Cell, Matrix
+from generator.model import Cell, Matrix, Origin
 from generator.render import HEADER, RenderedCell, Renderer, cell_summary
 
 INDEX_FILE = "index.json"
@@ -37,18 +37,30 @@ class Fleet:
         return [renderer.render(cell, self.checks(cell)) for cell in (self.cells if cells is None else cells)]
 
 
-def failure_error(rendered: RenderedCell) -> MatrixError:
+def failure_error(rendered: RenderedCell, matrix: Matrix) -> MatrixError:
     """One line naming where in the matrix a FAILing cell comes from, and why it fails."""
     cell = rendered.cell
     failed = [c for c in rendered.checks if c.status == FAIL]
-    origin = cell.origin
-    if failed[0].id in ("abi", "builds"):
-        broken = [e for e in cell.extensions if e.problem] or list(cell.extensions)
-        origin = broken[0].origin
+    origin = _blame(failed[0].id, cell, matrix)
     why = "; ".join(f"{c.title}: {c.detail}" for c in failed)
     return MatrixError(
         f"cell {cell.index} {cell.slug} FAILs its checks: {why}", file=origin.file, line=origin.line, key=origin.key
     )
+
+
+def _blame(check_id: str, cell: Cell, matrix: Matrix) -> Origin:
+    """The matrix line to fix for a failed check: the pin, `python:`, the driver override, or the torch row."""
+    if check_id in ("abi", "builds"):
+        broken = [e for e in cell.extensions if e.problem] or list(cell.extensions)
+        if broken:
+            return broken[0].origin
+    if check_id == "python" and matrix.python_origin is not None:
+        return matrix.python_origin
+    if check_id == "driver":
+        overridden = dict(matrix.host_driver_origins)
+        if cell.cloud in overridden:
+            return overridden[cell.cloud]
+    return cell.origin
 
 
 def desired_files(rendered: list[RenderedCell]) -> dict[str, bytes]:

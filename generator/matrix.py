@@ -159,15 +159,18 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
     )
 
     host_drivers = dict(facts.host_drivers)
+    driver_origins = []
     if "host_drivers" in top:
         hd = r.mapping(top["host_drivers"], ("host_drivers",), CLOUDS)
         for cloud, value in hd.items():
             host_drivers[cloud] = r.string(value, ("host_drivers", cloud), validators.driver_version)
+            driver_origins.append((cloud, r.origin(("host_drivers", cloud))))
 
     declared = _extensions(r, top.get("extensions", {}), facts)
     known_ext = set(facts.extensions) | {d.name for d in declared}
     torch_rows = _torch_rows(r, top["torch"], facts, known_ext, declared)
     stacks = _stacks(r, top.get("stacks", {"plain": []}), known_ext)
+    _refuse_unused_pins(r, torch_rows, declared, stacks)
     stack_names = tuple(name for name, _ in stacks)
     torch_versions = tuple(row.version for row in torch_rows)
 
@@ -201,7 +204,26 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         overrides=overrides,
         host_drivers=tuple(sorted(host_drivers.items())),
         stacks_origin=r.origin(("stacks",)),
+        python_origin=r.origin(("python",)) if "python" in top else None,
+        host_driver_origins=tuple(driver_origins),
     )
+
+
+def _refuse_unused_pins(
+    r: _Reader,
+    rows: tuple[TorchRow, ...],
+    declared: tuple[ExtensionDecl, ...],
+    stacks: tuple[tuple[str, tuple[str, ...]], ...],
+) -> None:
+    """A pin no stack uses is a typo or a forgotten stack: never drop it silently."""
+    used = {ext for _, exts in stacks for ext in exts}
+    for i, row in enumerate(rows):
+        for pin in row.pins:
+            if pin.name not in used:
+                raise r.fail(("torch", i, pin.name), f"{pin.name} is pinned but no stack lists it")
+    for decl in declared:
+        if decl.name not in used:
+            raise r.fail(("extensions", decl.name), f"{decl.name} is declared but no stack lists it")
 
 
 def _pin_version(r: _Reader, value: Any, path: KeyPath, kind: str) -> str:

@@ -103,6 +103,8 @@ class Matrix:
     overrides: tuple[Override, ...]
     host_drivers: tuple[tuple[str, str], ...]
     stacks_origin: Origin
+    python_origin: Origin | None = None  # where `python:` was written (None: the default)
+    host_driver_origins: tuple[tuple[str, Origin], ...] = ()  # clouds whose driver the matrix overrides
 
     def stack(self, name: str) -> tuple[str, ...]:
         return dict(self.stacks)[name]

@@ -50,6 +50,11 @@ INSTALL = {
 }
 
 
+# libyaml's dumper when present: the same bytes, about 6x faster than PyYAML's pure-Python one, and
+# air.yaml is most of the render time of a large fleet.
+_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 @dataclass(frozen=True)
 class RenderedCell:
     cell: Cell
@@ -224,7 +229,7 @@ class Renderer:
                 # The image carries EFA but this host has none: stop the OFI plugin's init warnings.
                 job["env_variables"] = {"NCCL_NET_PLUGIN": "none"}
             job["command"] = f"{cell.python_path} {SMOKE_PATH}"
-            docs.append(yaml.safe_dump(job, sort_keys=False, default_flow_style=False))
+            docs.append(yaml.dump(job, Dumper=_DUMPER, sort_keys=False, default_flow_style=False))
         head = [
             f"# {HEADER}",
             f"# Example AI Runtime jobs for {cell.slug}: one document per blessed accelerator; copy the one you need.",

@@ -47,7 +47,8 @@ def plan(out: Path, desired: dict[str, bytes]) -> list[Change]:
     for rel, data in desired.items():
         path = out / rel
         try:
-            current = path.read_bytes()
+            # A size mismatch settles most changed files without reading them.
+            current = path.read_bytes() if path.stat().st_size == len(data) else None
         except FileNotFoundError:
             changes.append(Change("write", path, "new"))
             continue
@@ -74,8 +75,12 @@ def plan(out: Path, desired: dict[str, bytes]) -> list[Change]:
 
 
 def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:
+    made: set[Path] = set()  # one mkdir per directory, not per file
     for change in changes:
         if change.action == "write":
+            if change.path.parent not in made:
+                change.path.parent.mkdir(parents=True, exist_ok=True)
+                made.add(change.path.parent)
             _atomic_write(change.path, desired[change.path.relative_to(out).as_posix()])
         elif change.path.is_dir():
             shutil.rmtree(change.path)
@@ -87,12 +92,12 @@ def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Temp file in the same directory, then rename: readers see the old file or the new, never half."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; generated files are ordinary readable files
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        Path(tmp).chmod(0o644)
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

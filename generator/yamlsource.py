@@ -57,17 +57,38 @@ class Located:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (and so anchors' expansion)."""
+    """SafeLoader that refuses aliases, and bounds depth and node count WHILE composing.
+
+    PyYAML's composer is recursive and builds the whole tree before anyone looks at it: the limits must
+    apply here, or a 1 KiB `[[[[...` document ends in RecursionError and a flat one in seconds of work.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+        self.nodes = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise _AliasRefused(event.start_mark.line + 1)
-        return super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("anchors and aliases (*name) are not supported; write the value out", line)
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _Refused(f"document has more than {MAX_NODES} nodes", line)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH + 1:  # the root is depth 1; MAX_DEPTH counts levels below it
+                raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", line)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
-class _AliasRefused(Exception):
-    def __init__(self, line: int) -> None:
+class _Refused(Exception):
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message = message
         self.line = line
 
 
@@ -97,38 +118,39 @@ def load_yaml(path: Path) -> Located:
 
 
 def load_yaml_text(text: str, path: Path) -> Located:
-    loader = _StrictLoader(text)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)  # the reader rejects unprintable characters right here
         root = loader.get_single_node()
-    except _AliasRefused as exc:
-        raise MatrixError(
-            "anchors and aliases (*name) are not supported; write the value out", file=path, line=exc.line
-        ) from None
+    except _Refused as exc:
+        raise MatrixError(exc.message, file=path, line=exc.line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        raise MatrixError(f"malformed YAML: unprintable character {exc.character!r}", file=path, line=line) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "malformed YAML"
-        raise MatrixError(f"malformed YAML: {problem}", file=path, line=line) from None
+        raise MatrixError(
+            f"malformed YAML: {problem}", file=path, line=mark.line + 1 if mark is not None else None
+        ) from None
     except yaml.YAMLError as exc:
         raise MatrixError(f"malformed YAML: {exc}", file=path) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     doc = Located(file=path, data=None)
     if root is None:
         return doc
-    counter = [0]
-    doc.data = _convert(root, (), doc, loader, counter)
+    doc.data = _convert(root, (), doc, loader)
     return doc
 
 
-def _convert(node: yaml.Node, path: KeyPath, doc: Located, loader: _StrictLoader, counter: list[int]) -> Any:
-    counter[0] += 1
-    if counter[0] > MAX_NODES:
-        raise doc.error(path, f"document has more than {MAX_NODES} nodes")
-    if len(path) > MAX_DEPTH:
-        raise doc.error(path, f"nesting deeper than {MAX_DEPTH} levels")
+def _convert(node: yaml.Node, path: KeyPath, doc: Located, loader: _StrictLoader) -> Any:
+    """Node tree -> plain values, recording lines (size and depth were bounded while composing)."""
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        if node.tag != "tag:yaml.org,2002:map":
+            raise doc.error(path, f"unsupported YAML tag {node.tag!r}")
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
@@ -148,10 +170,12 @@ def _convert(node: yaml.Node, path: KeyPath, doc: Located, loader: _StrictLoader
                 )
             child = (*path, key)
             doc.lines[child] = key_node.start_mark.line + 1
-            out[key] = _convert(value_node, child, doc, loader, counter)
+            out[key] = _convert(value_node, child, doc, loader)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(item, (*path, i), doc, loader, counter) for i, item in enumerate(node.value)]
+        if node.tag != "tag:yaml.org,2002:seq":
+            raise doc.error(path, f"unsupported YAML tag {node.tag!r}")
+        return [_convert(item, (*path, i), doc, loader) for i, item in enumerate(node.value)]
     assert isinstance(node, yaml.ScalarNode)
     if node.tag not in _SCALAR_TAGS:
         raise doc.error(path, f"unsupported YAML tag {node.tag!r}")

@@ -57,8 +57,8 @@ def test_one_pin_change_rewrites_only_affected_cells(write_matrix: WriteMatrix, 
     # Spelling out the knowledge default changes nothing.
     matrix.write_text(text.replace("{version: 2.6.0,", "{version: 2.6.0, torchvision: 0.21.0,"), encoding="utf-8")
     assert generate(matrix, out)["written"] == 0  # same value as the knowledge default: a no-op
-    # The 2.6 row moves to the cu118 build (same C++11 ABI 0, so xformers still matches).
-    matrix.write_text(text.replace("{version: 2.6.0,", "{version: 2.6.0, index: cu118,"), encoding="utf-8")
+    # The 2.6 row moves to the PyTorch index's cu124 build (same CUDA and ABI, so xformers still matches).
+    matrix.write_text(text.replace("{version: 2.6.0,", "{version: 2.6.0, index: cu124,"), encoding="utf-8")
     generate(matrix, out)
     after = snapshot(out)
     touched = {path.split("/")[0] for path in after if before.get(path, (b"", 0))[0] != after[path][0]}
