@@ -26,7 +26,7 @@ from generator.compat import (
 )
 from generator.fleet import Fleet
 from generator.model import Cell
-from tests.conftest import DEFAULT_MATRIX, MINIMAL
+from tests.conftest import DEFAULT_MATRIX, build_matrix
 
 LoadFleet = Callable[[str], Fleet]
 
@@ -43,36 +43,7 @@ CHECK_TITLES = (
 )
 
 
-def _swap(text: str, old: str, new: str) -> str:
-    assert old in text, f"MINIMAL changed: {old!r} not found"
-    return text.replace(old, new, 1)
-
-
-def matrix(
-    *torch: str,
-    cloud: str = "aws",
-    variant: str = "runtime",
-    accelerators: str = "GPU_1xA10",
-    base: str | None = None,
-    python: str | None = None,
-    stack: str | None = None,
-    extra: str = "",
-) -> str:
-    """MINIMAL with its lines swapped: `torch` rows as flow mappings, `stack` a comma-separated extension list."""
-    text = _swap(MINIMAL, "clouds: [aws]", f"clouds: [{cloud}]")
-    text = _swap(text, "variants: [runtime]", f"variants: [{variant}]")
-    text = _swap(text, "accelerators: [GPU_1xA10]", f"accelerators: [{accelerators}]")
-    if torch:
-        text = _swap(text, "  - {version: 2.6.0}\n", "".join(f"  - {row}\n" for row in torch))
-    head = ""
-    if python is not None:
-        head += f'python: "{python}"\n'
-    if base is not None:
-        head += f"bases: [{base}]\n"
-    text = _swap(text, "schema: 1\n", f"schema: 1\n{head}")
-    if stack is not None:
-        text += f"stacks: {{s: [{stack}]}}\n"
-    return text + extra
+matrix = build_matrix
 
 
 def apex_pin() -> str:

@@ -17,7 +17,7 @@ from generator.facts import Knowledge, knowledge
 from generator.fleet import Fleet
 from generator.model import Artifact, Cell, Extension, Origin
 from generator.wheels import TorchBuild, cp_tag, resolve
-from tests.conftest import MINIMAL
+from tests.conftest import build_matrix
 
 LoadFleet = Callable[[str], Fleet]
 
@@ -27,26 +27,9 @@ RELEASES = "https://github.com/Dao-AILab/flash-attention/releases/download"
 ORIGIN = Origin(Path("matrix.yaml"), 1, "torch[0]")
 
 
-def _swap(text: str, old: str, new: str) -> str:
-    assert old in text, f"MINIMAL changed: {old!r} not found"
-    return text.replace(old, new, 1)
-
-
-def matrix(
-    row: str,
-    stack: str,
-    *,
-    variant: str = "runtime",
-    base: str | None = None,
-    python: str | None = None,
-    extra: str = "",
-) -> str:
+def matrix(row: str, stack: str, **kwargs: str) -> str:
     """MINIMAL with one torch row and one stack `s` holding `stack` (a comma-separated extension list)."""
-    text = _swap(MINIMAL, "  - {version: 2.6.0}\n", f"  - {row}\n")
-    text = _swap(text, "variants: [runtime]", f"variants: [{variant}]")
-    head = (f'python: "{python}"\n' if python else "") + (f"bases: [{base}]\n" if base else "")
-    text = _swap(text, "schema: 1\n", f"schema: 1\n{head}")
-    return text + f"stacks: {{s: [{stack}]}}\n" + extra
+    return build_matrix(row, stack=stack, **kwargs)
 
 
 def resolved(load_fleet: LoadFleet, text: str) -> tuple[Cell, Extension]:
