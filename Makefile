@@ -6,12 +6,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 GEN := $(PY) -m generator
+# The profile `make build` and friends use: the sandbox (one machine, for real) unless told otherwise,
+# e.g. `make build PROFILE=default` on a machine that can pull the real base images.
+PROFILE ?= sandbox
+JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup fleet list check generate generate-check lint test clean
+.PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
+	lock build
 
 help: ## show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +26,28 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 
-fleet: $(INSTALLED) ## the main job: check every cell, then render images/
-	$(GEN) check > /dev/null || { $(GEN) check | grep -B2 -A12 ': FAIL' ; exit 1; }
-	$(GEN) list
+fleet: $(INSTALLED) ## the main job: images/ up to date, then the sandbox fleet built for real
 	$(GEN) generate
+	$(GEN) sandbox up
+	$(GEN) --profile sandbox build -j $(JOBS)
+
+sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build the stand-in base images
+	$(GEN) sandbox up
+
+sandbox-status: $(INSTALLED) ## what runs: engine, registry
+	$(GEN) sandbox status
+
+sandbox-down: $(INSTALLED) ## stop what sandbox-up started (never an engine it did not start)
+	$(GEN) sandbox down
+
+lock: $(INSTALLED) ## resolve every file the $(PROFILE) cells COPY into its lock (name, URL, sha256)
+	$(GEN) --profile $(PROFILE) lock
+
+build: $(INSTALLED) ## build every out-of-date cell of $(PROFILE) (JOBS=2 at once)
+	$(GEN) --profile $(PROFILE) build -j $(JOBS)
+
+build-%: $(INSTALLED) ## build one cell of $(PROFILE) by index, e.g. `make build-3`
+	$(GEN) --profile $(PROFILE) build $*
 
 list: $(INSTALLED) ## list every cell of matrix.yaml
 	$(GEN) list
@@ -44,10 +67,11 @@ lint: $(INSTALLED) ## ruff, mypy, hadolint over the generated Dockerfiles
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint --config .hadolint.yaml images/*/Dockerfile
 
-test: $(INSTALLED) ## everything CI runs: lint, stale images/ check, the test suite
+test: $(INSTALLED) ## everything CI runs: lint, stale images/ check, the sandbox services, the test suite
 	$(MAKE) --no-print-directory lint
 	$(GEN) generate --check
+	$(GEN) sandbox up
 	$(VENV)/bin/pytest
 
-clean: ## remove the virtualenv and caches (images/ is committed and stays)
-	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache
+clean: ## remove the virtualenv, caches and run-time products (images/ is committed and stays)
+	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache build results

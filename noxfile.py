@@ -6,19 +6,24 @@ the Docker engine, and need no virtualenv of their own. Use `make setup` first, 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import nox
 
-nox.options.default_venv_backend = "none"
-
 ROOT = Path(__file__).parent
-MATRIX = ROOT / "matrix.yaml"
+# Which fleet the sessions work on: `default` (matrix.yaml, the real fleet) unless AIR_FLEET_PROFILE names
+# another, e.g. `AIR_FLEET_PROFILE=sandbox nox -s build-1` on a machine without the real base images.
+PROFILE = os.environ.get("AIR_FLEET_PROFILE", "default")
+
+nox.options.default_venv_backend = "none"
+# A bare `nox` only checks; building or running the whole sandbox is always asked for by name.
+nox.options.sessions = ["check"]
 
 
-def _generator(session: nox.Session, *args: str) -> None:
-    session.run(sys.executable, "-m", "generator", "--matrix", str(MATRIX), *args, external=True)
+def _generator(session: nox.Session, *args: str, profile: str = PROFILE) -> None:
+    session.run(sys.executable, "-m", "generator", "--profile", profile, *args, external=True)
 
 
 @nox.session(python=False)
@@ -31,6 +36,19 @@ def generate(session: nox.Session) -> None:
 def check(session: nox.Session) -> None:
     """Compatibility checks for every cell; fails on any FAIL."""
     _generator(session, "check", *session.posargs)
+
+
+@nox.session(python=False)
+def build(session: nox.Session) -> None:
+    """Build every out-of-date cell (pass `-j N` or cells after --)."""
+    _generator(session, "build", *session.posargs)
+
+
+@nox.session(python=False)
+def sandbox(session: nox.Session) -> None:
+    """The sandbox end to end: engine and registry up, stand-in bases, then its whole fleet built."""
+    _generator(session, "sandbox", "up", profile="default")
+    _generator(session, "build", *session.posargs, profile="sandbox")
 
 
 @nox.session(python=False)
@@ -51,9 +69,10 @@ def _cells() -> list[tuple[int, str]]:
     try:
         from generator.errors import FleetError
         from generator.fleet import Fleet
+        from generator.profiles import load_profile
 
         try:
-            return [(c.index, c.slug) for c in Fleet.load(MATRIX).cells]
+            return [(c.index, c.slug) for c in Fleet.for_profile(load_profile(PROFILE)).cells]
         except FleetError as exc:
             print(f"noxfile: no per-cell sessions: {exc}", file=sys.stderr)
             return []
@@ -67,8 +86,13 @@ def _register_cell_sessions() -> None:
         def check_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "check", str(_index))
 
+        def build_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "build", str(_index), *session.posargs)
+
         check_one.__doc__ = f"check {slug}"
-        nox.session(name=f"check-{index}", python=False, tags=["cells"])(check_one)
+        build_one.__doc__ = f"build {slug}"
+        nox.session(name=f"check-{index}", python=False, tags=["cells", "check"])(check_one)
+        nox.session(name=f"build-{index}", python=False, tags=["cells", "build"])(build_one)
 
 
 _register_cell_sessions()

@@ -13,9 +13,12 @@ from typing import Any
 
 from generator import __version__
 from generator.compat import FAIL, summary_table, worst
+from generator.dockerclient import connect
 from generator.errors import FleetError
 from generator.expand import select
 from generator.fleet import Fleet, desired_files, failure_error
+from generator.pipeline import run_build, run_lock, stage_cell, summary, write_images
+from generator.profiles import available, load_profile
 from generator.render import cell_summary
 from generator.tables import table
 from generator.writer import Change, apply, plan
@@ -30,7 +33,14 @@ examples:
   python -m generator generate --check          exit 1 listing what is stale, write nothing
   python -m generator --matrix other.yaml list  use another matrix file
 
-exit status: 0 ok, 1 a check FAILed or images/ is stale, 2 bad input (one line: file:line: key: why)
+  python -m generator sandbox up                start the local Docker engine and registry (installs them
+                                                if missing) and build the sandbox's stand-in base images
+  python -m generator --profile sandbox lock    resolve every file the cells COPY (name, URL, sha256)
+  python -m generator --profile sandbox build   generate, then build what is out of date (-j N in parallel)
+  python -m generator --profile sandbox build 3 'aws-*'   some cells only
+
+exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
+file:line: key: why) or a service (Docker engine, registry) that cannot be reached; 130 interrupted
 """
 
 
@@ -42,11 +52,17 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
+        "--profile",
+        default="default",
+        metavar="NAME",
+        help=f"default (the real fleet, ./matrix.yaml) or one of generator/profiles/: {', '.join(available())}",
+    )
+    p.add_argument(
         "--matrix",
         type=Path,
-        default=Path("matrix.yaml"),
+        default=None,
         metavar="FILE",
-        help="the catalogue to read (default: ./matrix.yaml)",
+        help="the catalogue to read (default: the profile's; ./matrix.yaml for the default profile)",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,9 +88,24 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="DIR",
-        help="output directory (default: images/ beside the matrix file)",
+        help="output directory (default: the profile's images directory, images/ for the default profile)",
     )
     s.add_argument("--json", action="store_true", help="machine-readable summary")
+
+    sub.add_parser("lock", help="resolve every file the cells COPY into the profile's lock (name, URL, sha256)")
+
+    s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
+    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+
+    s = sub.add_parser("build", help="generate, then build every out-of-date cell with the Docker engine")
+    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    s.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default: 2)")
+    s.add_argument("--no-wait", action="store_true", help="fail at once if another build holds the lock")
+    s.add_argument("--json", action="store_true", help="print the result records as JSON")
+
+    s = sub.add_parser("sandbox", help="the local Docker engine, registry and stand-in base images")
+    s.add_argument("action", choices=("up", "status", "down"), help="up: start (install if missing); down: stop")
+    s.add_argument("--json", action="store_true", help="machine-readable status")
     return p
 
 
@@ -82,11 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.started = time.perf_counter()  # `generate` reports seconds from here, matrix loading included
     try:
-        fleet = Fleet.load(args.matrix)
+        if args.command == "sandbox":
+            return cmd_sandbox(args)
+        fleet = Fleet.for_profile(load_profile(args.profile, args.matrix))
         return int(COMMANDS[args.command](fleet, args))
     except FleetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `... | head` is a normal way to read a long list
         return 0
 
@@ -113,7 +149,7 @@ def cmd_list(fleet: Fleet, args: argparse.Namespace) -> int:
                 s["slug"],
                 s["base_image"],
                 s["python"],
-                s["cuda"],
+                s["cuda"] or "none",
                 f"{t['torch']}/{t['torchvision']}/{t['torchaudio']}",
                 t["index"],
                 t["cxx11_abi"],
@@ -225,7 +261,7 @@ def cmd_matrix(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(fleet: Fleet, args: argparse.Namespace) -> int:
-    out = args.out if args.out is not None else fleet.matrix.file.parent / "images"
+    out = args.out if args.out is not None else fleet.profile.images
     rendered = fleet.render()
     failing = [r for r in rendered if r.status == FAIL]
     if failing:  # one line per failing cell, in matrix order; nothing is written
@@ -286,4 +322,73 @@ def _group_changes(changes: list[Change], out: Path) -> list[str]:
     return lines
 
 
-COMMANDS = {"list": cmd_list, "show": cmd_show, "check": cmd_check, "matrix": cmd_matrix, "generate": cmd_generate}
+def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
+    outcome = run_lock(fleet)
+    state = "written" if outcome.written else "unchanged"
+    print(f"{fleet.profile.lock}: {outcome.entries} files locked, {state}")
+    for failure in outcome.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
+    cells = select(fleet.cells, args.cells)
+    rendered = fleet.render(cells)
+    write_images(fleet, fleet.render(), fleet.profile.images)
+    staged = 0
+    for r in rendered:
+        staged += len(stage_cell(r, fleet.profile.images / r.cell.slug))
+    print(f"{len(rendered)} cells: {staged} files verified and staged under {fleet.profile.images}")
+    return 0
+
+
+def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise FleetError("-j must be at least 1")
+    everything = fleet.render()
+    wanted = {c.slug for c in select(fleet.cells, args.cells)}
+    selected = [r for r in everything if r.cell.slug in wanted]
+    results = run_build(fleet, selected, everything, jobs=args.jobs, wait=not args.no_wait)
+    if args.json:
+        _print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(summary(results))
+    return 1 if any(r.status != "built" and r.status != "up to date" for r in results) else 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Services first (engine, registry), then on `up` the stand-in base images the sandbox builds FROM."""
+    from generator.sandbox import services
+    from generator.sandbox.bases import ensure_bases
+
+    say = (lambda line: None) if args.json else print  # with --json, progress goes nowhere
+    if args.action == "up":
+        states = services.up(progress=say)
+        stand_ins = [(s.ref, outcome) for s, outcome in ensure_bases(connect(), progress=say)]
+    elif args.action == "status":
+        states, stand_ins = services.status(), []
+    else:
+        states, stand_ins = services.down(progress=say), []
+    if args.json:
+        _print_json(
+            {
+                "services": [s.as_json() for s in states],
+                "stand_ins": [{"ref": ref, "outcome": outcome} for ref, outcome in stand_ins],
+            }
+        )
+    else:
+        for s in states:
+            print(s.line())
+    return 0 if args.action == "down" or all(s.running for s in states) else 1
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "show": cmd_show,
+    "check": cmd_check,
+    "matrix": cmd_matrix,
+    "generate": cmd_generate,
+    "lock": cmd_lock,
+    "fetch": cmd_fetch,
+    "build": cmd_build,
+}

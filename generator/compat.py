@@ -38,7 +38,10 @@ def worst(statuses: list[str]) -> str:
 
 def _driver(cell: Cell, facts: Knowledge) -> Check:
     title = "CUDA toolkit vs host driver"
-    needed = max(cell.cuda, cell.torch_cuda, key=Version)
+    cudas = [c for c in (cell.cuda, cell.torch_cuda) if c is not None]
+    if not cudas:
+        return Check("driver", title, NA, "no CUDA in the image nor in torch (CPU only)")
+    needed = max(cudas, key=Version)
     need_minor = minor(needed)
     minimum = facts.min_driver(need_minor)
     host = cell.host_driver
@@ -81,6 +84,16 @@ def _torch_cuda(cell: Cell, facts: Knowledge) -> Check:
             f"torch {cell.torch_minor} has no {cell.torch_index} build (indexes: {', '.join(tf.indexes)})",
         )
     where = "default build" if cell.torch_from_pypi else "index build"
+    if cell.torch_cuda is None:
+        return Check("torch-cuda", title, WARN, f"torch {cell.torch} is a CPU build ({where}): GPU jobs cannot use it")
+    if cell.cuda is None:
+        return Check(
+            "torch-cuda",
+            title,
+            WARN,
+            f"torch {cell.torch} ships {cell.torch_index} but the base has no "
+            "CUDA toolkit: it relies on torch's bundled runtime",
+        )
     head = f"torch {cell.torch} ships {cell.torch_index} ({where}), image has CUDA {cell.cuda}"
     compiles = any(e.build == "source" for e in cell.extensions)
     if cell.torch_cuda.split(".")[0] != cell.cuda.split(".")[0]:
@@ -102,6 +115,8 @@ def _torch_cuda(cell: Cell, facts: Knowledge) -> Check:
 def _nccl(cell: Cell, facts: Knowledge) -> Check:
     title = "NCCL"
     # Always relevant: even single-GPU accelerators run multi-node jobs (num_accelerators > 1) over NCCL.
+    if cell.torch_cuda is None:
+        return Check("nccl", title, NA, f"torch {cell.torch} is a CPU build: no NCCL")
     package = f"nvidia-nccl-cu{cell.torch_cuda.split('.')[0]}"
     version = f"{package} {cell.nccl}" if cell.torch_from_pypi else f"{package} of the {cell.torch_index} build"
     os_nccl = facts.bases[cell.base].os_nccl

@@ -11,7 +11,7 @@ from itertools import product
 
 from generator.errors import MatrixError
 from generator.facts import Knowledge, knowledge, minor
-from generator.model import Cell, Extension, Matrix, Origin, Selector, TorchRow
+from generator.model import Artifact, Cell, Extension, Matrix, Origin, Selector, TorchRow
 from generator.wheels import TorchBuild, resolve
 
 
@@ -36,7 +36,7 @@ def matches(selector: Selector, values: dict[str, str]) -> bool:
     return all(any(fnmatchcase(values[key], p) for p in pats) for key, pats in selector.patterns)
 
 
-def expand(matrix: Matrix, facts: Knowledge | None = None) -> list[Cell]:
+def expand(matrix: Matrix, facts: Knowledge | None = None, torch_from: str = "index") -> list[Cell]:
     """All cells of the matrix; raises MatrixError for rules that match nothing and slug collisions."""
     facts = facts or knowledge()
     combos: list[tuple[dict[str, str], Origin]] = []
@@ -78,7 +78,7 @@ def expand(matrix: Matrix, facts: Knowledge | None = None) -> list[Cell]:
             if matches(override.select, values):
                 accelerators = override.accelerators
                 used_overrides.add(i)
-        cell = build_cell(matrix, facts, len(cells) + 1, values, accelerators, origin)
+        cell = build_cell(matrix, facts, len(cells) + 1, values, accelerators, origin, torch_from)
         if cell.slug in seen:
             raise MatrixError(
                 f"cell {cell.slug!r} is produced twice (also by {seen[cell.slug]}); slugs must be unique",
@@ -110,7 +110,13 @@ def torch_build(row: TorchRow, python: str, facts: Knowledge) -> TorchBuild:
 
 
 def build_cell(
-    matrix: Matrix, facts: Knowledge, index: int, values: dict[str, str], accelerators: tuple[str, ...], origin: Origin
+    matrix: Matrix,
+    facts: Knowledge,
+    index: int,
+    values: dict[str, str],
+    accelerators: tuple[str, ...],
+    origin: Origin,
+    torch_from: str = "index",
 ) -> Cell:
     row = matrix.torch_row(values["torch"])
     base = facts.bases[values["base"]]
@@ -155,6 +161,11 @@ def build_cell(
         registry_host=matrix.registry_host,
         repository=matrix.repository,
         origin=origin,
+        ca_certificates=matrix.ca_certificates,
+        # The file name is pip's choice, known once locked (generator/locking.py fills it in).
+        torch_wheel=Artifact(filename="", url=None, project="torch", version=row.version)
+        if torch_from == "wheelhouse"
+        else None,
     )
 
 

@@ -7,6 +7,7 @@ policy decision (OK, WARN, FAIL) lives in `compat.py`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,7 +40,7 @@ class TorchFacts:
     minor: str
     pypi_cuda: str
     indexes: tuple[str, ...]
-    nccl: str
+    nccl: str | None  # None: a CPU build, no NCCL
     abi: int
     abi_by_index: dict[str, int]
     python_min: str
@@ -89,7 +90,7 @@ class BaseFacts:
     python: str
     python_path: str
     installer: str
-    cuda: str
+    cuda: str | None  # None: no CUDA toolkit in the image (the sandbox's CPU-only stand-ins)
     os_nccl: str | None
     cuda_compat: bool
     nvcc: dict[str, bool]
@@ -117,7 +118,7 @@ class Knowledge:
     host_drivers: dict[str, str]
     accelerators: dict[str, Accelerator]
     bases: dict[str, BaseFacts]
-    torch_indexes: dict[str, str]
+    torch_indexes: dict[str, str | None]  # index -> its CUDA version; None: the cpu index
     torch_index_url: str
     torch: dict[str, TorchFacts]
     flash_attn: dict[str, FlashAttnRelease]
@@ -139,14 +140,33 @@ class Knowledge:
     def min_driver(self, cuda: str) -> str | None:
         return self.cuda_min_driver.get(minor(cuda))
 
-    def index_cuda(self, index: str) -> str:
+    def index_cuda(self, index: str) -> str | None:
         return self.torch_indexes[index]
 
 
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` over `base`: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 @cache
-def knowledge() -> Knowledge:
-    """Load every knowledge file once per process."""
+def knowledge(overlay_json: str | None = None) -> Knowledge:
+    """Every knowledge file, loaded once per process (and per profile overlay).
+
+    `overlay_json` (a JSON string, so the cache can key on it) maps file names to fragments merged over
+    them: a profile's own facts, e.g. the sandbox's stand-in bases and its CPU torch.
+    """
     files = {path.name: _load(path.name) for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))}
+    for name, fragment in (json.loads(overlay_json) if overlay_json else {}).items():
+        if name not in files:
+            raise KnowledgeError(f"profile overlay names an unknown knowledge file {name!r}")
+        files[name] = deep_merge(files[name], fragment)
     drivers, hosts, accel = files["cuda_drivers.yaml"], files["host_drivers.yaml"], files["accelerators.yaml"]
     bases, torch, fa = files["bases.yaml"], files["torch.yaml"], files["flash_attn.yaml"]
     xf, apex, ext = files["xformers.yaml"], files["apex.yaml"], files["extensions.yaml"]
@@ -172,7 +192,7 @@ def knowledge() -> Knowledge:
                 python=str(b["python"]),
                 python_path=b["python_path"],
                 installer=b["installer"],
-                cuda=str(b["cuda"]),
+                cuda=None if b["cuda"] is None else str(b["cuda"]),
                 os_nccl=b["os_nccl"],
                 cuda_compat=bool(b["cuda_compat"]),
                 nvcc=dict(b["nvcc"]),
@@ -181,14 +201,14 @@ def knowledge() -> Knowledge:
             )
             for name, b in bases["bases"].items()
         },
-        torch_indexes={str(k): str(v) for k, v in torch["indexes"].items()},
+        torch_indexes={str(k): None if v is None else str(v) for k, v in torch["indexes"].items()},
         torch_index_url=str(torch["index_url"]),
         torch={
             str(m): TorchFacts(
                 minor=str(m),
                 pypi_cuda=t["pypi_cuda"],
                 indexes=tuple(t["indexes"]),
-                nccl=str(t["nccl"]),
+                nccl=None if t["nccl"] is None else str(t["nccl"]),
                 abi=int(t["abi"]),
                 abi_by_index={str(k): int(v) for k, v in t.get("abi_by_index", {}).items()},
                 python_min=str(t["python"][0]),

@@ -10,9 +10,12 @@ from generator.compat import FAIL, Check, check_cell
 from generator.errors import MatrixError
 from generator.expand import expand
 from generator.facts import Knowledge, knowledge
+from generator.locking import apply_lock
 from generator.matrix import load_matrix
 from generator.model import Cell, Matrix, Origin
+from generator.profiles import Profile, load_profile
 from generator.render import HEADER, RenderedCell, Renderer, cell_summary
+from generator.wheelhouse import read_lock
 
 INDEX_FILE = "index.json"
 
@@ -20,14 +23,29 @@ INDEX_FILE = "index.json"
 @dataclass(frozen=True)
 class Fleet:
     matrix: Matrix
-    cells: list[Cell]
+    cells: list[Cell]  # with the lock's answers filled in
     facts: Knowledge
+    profile: Profile
+    unlocked_cells: list[Cell]  # as expanded, before the lock: what `lock` resolves
 
     @classmethod
-    def load(cls, path: Path, facts: Knowledge | None = None) -> Fleet:
-        facts = facts or knowledge()
-        matrix = load_matrix(path, facts)
-        return cls(matrix=matrix, cells=expand(matrix, facts), facts=facts)
+    def load(cls, path: Path) -> Fleet:
+        """The default profile for the matrix at `path`."""
+        return cls.for_profile(load_profile("default", path))
+
+    @classmethod
+    def for_profile(cls, profile: Profile) -> Fleet:
+        facts = knowledge(profile.knowledge_overlay)
+        matrix = load_matrix(profile.matrix, facts)
+        raw = expand(matrix, facts, torch_from=profile.torch_from)
+        lock = read_lock(profile.lock) if profile.lock.exists() else {}
+        return cls(
+            matrix=matrix,
+            cells=[apply_lock(c, lock) for c in raw],
+            facts=facts,
+            profile=profile,
+            unlocked_cells=raw,
+        )
 
     def checks(self, cell: Cell) -> list[Check]:
         return check_cell(cell, self.facts)

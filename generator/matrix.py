@@ -6,6 +6,7 @@ silently drop a cell or a pin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,7 @@ TOP_KEYS = {
     "torch",
     "stacks",
     "extensions",
+    "extra_ca_certificates",
     "exclude",
     "include",
     "overrides",
@@ -166,6 +168,7 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
             host_drivers[cloud] = r.string(value, ("host_drivers", cloud), validators.driver_version)
             driver_origins.append((cloud, r.origin(("host_drivers", cloud))))
 
+    ca_certificates = _ca_certificates(r, top.get("extra_ca_certificates", []))
     declared = _extensions(r, top.get("extensions", {}), facts)
     known_ext = set(facts.extensions) | {d.name for d in declared}
     torch_rows = _torch_rows(r, top["torch"], facts, known_ext, declared)
@@ -206,7 +209,32 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         stacks_origin=r.origin(("stacks",)),
         python_origin=r.origin(("python",)) if "python" in top else None,
         host_driver_origins=tuple(driver_origins),
+        ca_certificates=ca_certificates,
     )
+
+
+PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
+
+
+def _ca_certificates(r: _Reader, value: Any) -> tuple[str, ...]:
+    """PEM files (paths relative to the matrix file) split into single certificates.
+
+    Split because Debian's update-ca-certificates skips any file holding more than one certificate.
+    """
+    certs: list[str] = []
+    for i, item in enumerate(r.seq(value, ("extra_ca_certificates",), nonempty=False)):
+        path_key: KeyPath = ("extra_ca_certificates", i)
+        path = (r.doc.file.parent / r.string(item, path_key)).resolve()
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not ASCII PEM text"
+            raise r.fail(path_key, f"cannot read a PEM file at {path}: {why}") from None
+        found = [m.group(0).replace("\r\n", "\n") for m in PEM_CERT.finditer(text)]
+        if not found:
+            raise r.fail(path_key, f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+        certs.extend(found)
+    return tuple(dict.fromkeys(certs))  # a certificate listed twice is installed once
 
 
 def _refuse_unused_pins(
@@ -224,6 +252,11 @@ def _refuse_unused_pins(
     for decl in declared:
         if decl.name not in used:
             raise r.fail(("extensions", decl.name), f"{decl.name} is declared but no stack lists it")
+
+
+def _companion(text: str) -> str:
+    """torchvision/torchaudio: a PEP 440 version, or `none` to leave it out of the image."""
+    return text if text == "none" else validators.version(text)
 
 
 def _pin_version(r: _Reader, value: Any, path: KeyPath, kind: str) -> str:
@@ -284,13 +317,12 @@ def _torch_rows(
                 f"(known: {', '.join(facts.torch)}); add its facts there first",
             )
         patch = str(Version(version).micro)
+        # `none` leaves a companion out (the sandbox's CPU torch has no importable torchvision).
         torchvision = r.string(
-            spec.get("torchvision", f"{facts_row.torchvision_minor}.{patch}"),
-            (*path, "torchvision"),
-            validators.version,
+            spec.get("torchvision", f"{facts_row.torchvision_minor}.{patch}"), (*path, "torchvision"), _companion
         )
         torchaudio = r.string(
-            spec.get("torchaudio", f"{facts_row.torchaudio_minor}.{patch}"), (*path, "torchaudio"), validators.version
+            spec.get("torchaudio", f"{facts_row.torchaudio_minor}.{patch}"), (*path, "torchaudio"), _companion
         )
         index = r.choice(spec.get("index", "pypi"), (*path, "index"), ("pypi", *facts.torch_indexes), "index")
         pins = []

@@ -105,6 +105,8 @@ class Matrix:
     stacks_origin: Origin
     python_origin: Origin | None = None  # where `python:` was written (None: the default)
     host_driver_origins: tuple[tuple[str, Origin], ...] = ()  # clouds whose driver the matrix overrides
+    # Extra CA certificates (one PEM certificate each) for builds behind a TLS-intercepting proxy.
+    ca_certificates: tuple[str, ...] = ()
 
     def stack(self, name: str) -> tuple[str, ...]:
         return dict(self.stacks)[name]
@@ -125,6 +127,7 @@ class Artifact:
     project: str
     version: str
     sha256: str | None = None
+    size: int | None = None  # bytes, known once locked
 
 
 @dataclass(frozen=True)
@@ -156,15 +159,15 @@ class Cell:
     python: str
     python_path: str
     installer: str  # uv | pip
-    cuda: str  # the base image's CUDA toolkit
+    cuda: str | None  # the base image's CUDA toolkit (None: none, the sandbox's stand-ins)
     torch: str
     torchvision: str
     torchaudio: str
     torch_index: str  # the CUDA build, e.g. cu124
     torch_from_pypi: bool
-    torch_cuda: str
+    torch_cuda: str | None  # None: a CPU build
     abi: int
-    nccl: str
+    nccl: str | None
     stack: str
     extensions: tuple[Extension, ...]
     accelerators: tuple[str, ...]
@@ -172,7 +175,8 @@ class Cell:
     registry_host: str
     repository: str
     origin: Origin
-    notes: tuple[str, ...] = field(default=())
+    ca_certificates: tuple[str, ...] = field(default=())
+    torch_wheel: Artifact | None = None  # torch_from: wheelhouse: the locked wheel the build COPYs
 
     @property
     def image(self) -> str:

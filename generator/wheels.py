@@ -23,7 +23,7 @@ class TorchBuild:
     minor: str
     index: str  # CUDA build, e.g. cu124
     from_pypi: bool
-    cuda: str
+    cuda: str | None  # None: a CPU build
     abi: int
     python: str
 
@@ -127,6 +127,8 @@ def _flash_attn_wheel(
         return None, f"no release wheel for torch {torch.minor} (built for {', '.join(release.torch_minors)})", False
     if not release.supports_python(torch.minor, torch.python):
         return None, f"no {cp_tag(torch.python)} wheel for torch {torch.minor}", False
+    if torch.cuda is None:
+        return None, f"torch {torch.version} is a CPU build; flash-attn needs CUDA", False
     cuda_major = torch.cuda.split(".")[0]
     labels = [c for c in release.cuda_labels if c.removeprefix("cu")[:2] == cuda_major]
     if not labels:
@@ -177,7 +179,7 @@ def _xformers(name: str, version: str | None, torch: TorchBuild, facts: Knowledg
     # Built against the package index's default torch build of that release: same ABI, same CUDA major.
     default = facts.torch[torch.minor]
     built_cuda = facts.index_cuda(default.pypi_cuda)
-    if built_cuda.split(".")[0] != torch.cuda.split(".")[0]:
+    if built_cuda is None or torch.cuda is None or built_cuda.split(".")[0] != torch.cuda.split(".")[0]:
         return replace(
             base,
             version=version,

@@ -98,11 +98,17 @@ def test_missing_matrix_is_one_line_exit_2(tmp_path: object) -> None:
 
 
 def test_nox_sessions_are_generated_from_the_matrix() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "nox", "-l", "--json"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
-    )
-    sessions = {s["session"]: s["description"] for s in json.loads(result.stdout)}
-    assert {"generate", "check", "lint", "tests"} <= set(sessions)
+    def nox(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "nox", "-l", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+
+    listing = nox()
+    for name in ("generate", "check", "build", "sandbox", "lint", "tests"):
+        assert f" {name} -> " in listing
+    per_cell = {s["session"]: s["description"] for s in json.loads(nox("--json", "-t", "cells"))}
     cells = json.loads(run_cli("--matrix", str(DEFAULT_MATRIX), "list", "--json").stdout)["cells"]
+    assert len(per_cell) == 2 * len(cells)
     for cell in cells:
-        assert sessions[f"check-{cell['index']}"] == f"check {cell['slug']}"
+        assert per_cell[f"check-{cell['index']}"] == f"check {cell['slug']}"
+        assert per_cell[f"build-{cell['index']}"] == f"build {cell['slug']}"

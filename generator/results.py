@@ -1,0 +1,32 @@
+"""Result records: one JSON file per cell and step under the results folder, so later steps (probe,
+push, publish) and later runs read what happened instead of keeping it in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def record_path(results: Path, profile: str, step: str, slug: str) -> Path:
+    return results / profile / step / f"{slug}.json"
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Atomic write: a reader never sees half a record, even if the run is killed mid-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(record, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+    Path(tmp).replace(path)
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

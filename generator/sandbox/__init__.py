@@ -1,0 +1,5 @@
+"""The sandbox: the whole pipeline on one machine, for real.
+
+A local Docker engine and OCI registry (services.py), stand-ins for the proprietary base images built
+from a Debian rootfs (bases.py), and the `sandbox` profile (generator/profiles/sandbox.yaml).
+"""

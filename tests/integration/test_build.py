@@ -1,0 +1,206 @@
+"""The builder against the real Docker engine and registry (never mocks; in CI these run, they never skip).
+
+One small fleet on the sandbox profile: a plain cell and an einops cell that share the torch layer, and
+a cell that is broken on purpose (its pinned package does not exist). Cold build, then a no-op, then the
+registry as the only copy, a tampered lock, a held run lock, and an engine that is not there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from generator.builder import BuildResult
+from generator.dockerclient import connect
+from generator.fleet import Fleet
+from generator.pipeline import run_build, run_lock
+from generator.profiles import load_profile
+from generator.runlock import hold
+from generator.sandbox import services
+from generator.sandbox.bases import ensure_bases, stand_ins
+from tests.conftest import ROOT
+
+REPOSITORY = f"air-fleet/test-{uuid.uuid4().hex[:8]}"
+MATRIX = f"""\
+schema: 1
+python: "3.11"
+registry: {{host: 127.0.0.1:5000, repository: {REPOSITORY}}}
+clouds: [aws]
+variants: [runtime]
+accelerators: [GPU_1xA10]
+extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]
+torch:
+  - {{version: 2.13.0, torchvision: none, torchaudio: none}}
+stacks:
+  plain: []
+  einops: [einops]
+  broken: [air-fleet-no-such-package]
+extensions:
+  einops: {{kind: pip, version: 0.8.2}}
+  air-fleet-no-such-package: {{kind: pip, version: 1.0.0}}
+"""
+PLAIN, EINOPS, BROKEN = (
+    "aws-runtime-torch2.13",
+    "aws-runtime-torch2.13-einops0.8.2",
+    "aws-runtime-torch2.13-air-fleet-no-such-package1.0.0",
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A matrix on the sandbox profile in a temp dir, locked, with the engine, registry and its base up."""
+    services.up(progress=lambda _: None)
+    client = connect()
+    wanted = [s for s in stand_ins() if s.ref.endswith("dcs-base-aws-runtime")]
+    ensure_bases(client, wanted, progress=lambda _: None)
+    root = tmp_path_factory.mktemp("fleet")
+    (root / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
+    outcome = run_lock(sandbox_fleet(root), say=lambda _: None)
+    assert outcome.failures == [] and outcome.entries == 1  # the torch wheel, resolved by pip
+    old = os.environ.get("AIR_FLEET_RESULTS")
+    os.environ["AIR_FLEET_RESULTS"] = str(root / "results")
+    yield root
+    if old is None:
+        os.environ.pop("AIR_FLEET_RESULTS")
+    else:
+        os.environ["AIR_FLEET_RESULTS"] = old
+    for image in client.images.list(name=f"127.0.0.1:5000/{REPOSITORY}"):
+        client.images.remove(image.id, force=True)
+
+
+def sandbox_fleet(root: Path) -> Fleet:
+    return Fleet.for_profile(load_profile("sandbox", root / "matrix.yaml"))
+
+
+def build(root: Path, *cells: str, jobs: int = 2) -> dict[str, BuildResult]:
+    fleet = sandbox_fleet(root)
+    everything = fleet.render()
+    selected = [r for r in everything if not cells or r.cell.slug in cells]
+    return {r.slug: r for r in run_build(fleet, selected, everything, jobs=jobs, wait=True, quiet=True)}
+
+
+def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generator", "--profile", "sandbox", "--matrix", str(root / "matrix.yaml"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+
+
+def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:
+    results = build(project)
+    assert results[PLAIN].status == "built" and results[EINOPS].status == "built"
+    broken = results[BROKEN]
+    assert broken.status == "failed" and broken.build_started
+    assert broken.log_tail and "air-fleet-no-such-package" in broken.log_tail  # the tail says why
+    client = docker.from_env()
+    for slug in (PLAIN, EINOPS):
+        image = client.images.get(results[slug].ref)
+        assert image.labels["air-fleet.digest"] == results[slug].digest
+        assert results[slug].image_id == image.id and (results[slug].size or 0) > 100_000_000
+        # The einops cell really has einops, and torch imports (the smoke test's first line of business).
+        out = client.containers.run(
+            image.id, ["/opt/venv/bin/python", "-c", "import torch; print(torch.__version__)"], remove=True
+        )
+        assert out.decode().strip().startswith("2.13.0")
+    records = {p.stem: json.loads(p.read_text()) for p in (project / "results" / "sandbox" / "build").glob("*.json")}
+    assert {records[s]["status"] for s in (PLAIN, EINOPS, BROKEN)} == {"built", "failed"}
+    assert records[BROKEN]["error"]
+
+
+def test_second_run_starts_no_build(project: Path) -> None:
+    result = cli(project, "build", PLAIN, EINOPS)
+    assert result.returncode == 0, result.stderr
+    assert "up to date (local)" in result.stdout
+    records = [
+        json.loads((project / "results" / "sandbox" / "build" / f"{s}.json").read_text()) for s in (PLAIN, EINOPS)
+    ]
+    assert [r["status"] for r in records] == ["up to date", "up to date"]
+    assert not any(r["build_started"] for r in records)
+
+
+def test_the_broken_cell_makes_the_exit_status_non_zero(project: Path) -> None:
+    result = cli(project, "build")
+    assert result.returncode == 1
+    assert f"{BROKEN} failed:" in result.stdout and "last lines of" in result.stdout
+
+
+def test_an_image_only_in_the_registry_is_up_to_date(project: Path) -> None:
+    client = docker.from_env()
+    ref = build(project, PLAIN)[PLAIN].ref
+    for line in client.api.push(ref, stream=True, decode=True):
+        assert "error" not in line, line
+    client.images.remove(ref)  # the layers stay; only the tag goes: the local check must now miss
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(ref)
+    again = build(project, PLAIN)[PLAIN]
+    assert (again.status, again.where, again.build_started) == ("up to date", "registry", False)
+
+
+def test_sha256_mismatch_is_a_hard_error(project: Path, tmp_path: Path) -> None:
+    """A lock whose sha256 does not match the bytes: the cell fails, nothing bad lands in the cache."""
+    tampered = tmp_path / "fleet"
+    tampered.mkdir()
+    good_only = MATRIX.replace("  broken: [air-fleet-no-such-package]\n", "").replace(
+        "  air-fleet-no-such-package: {kind: pip, version: 1.0.0}\n", ""
+    )
+    (tampered / "matrix.yaml").write_text(good_only)
+    lock = json.loads((project / "wheels.lock.json").read_text())
+    (entry,) = lock["files"].values()
+    fake = "0" * 64
+    entry["sha256"] = fake
+    (tampered / "wheels.lock.json").write_text(json.dumps(lock))
+    results = build(tampered, PLAIN)
+    assert results[PLAIN].status == "failed" and not results[PLAIN].build_started
+    assert "sha256" in (results[PLAIN].error or "") and fake in (results[PLAIN].error or "")
+    cache = Path(os.environ.get("AIR_FLEET_STATE", ROOT / ".cache")) / "wheelhouse" / "sha256" / fake[:2]
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_a_held_run_lock_waits_or_refuses(project: Path) -> None:
+    lock_file = Path(os.environ.get("AIR_FLEET_STATE", ROOT / ".cache")) / "locks" / "build-sandbox.lock"
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with hold(lock_file, "test holder", progress=lambda _: None):
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        refused = cli(project, "build", PLAIN, "--no-wait")
+        assert refused.returncode == 2
+        assert "another build of the sandbox fleet is running" in refused.stderr
+        threading.Timer(3.0, release.set).start()
+        started = time.monotonic()
+        waited = cli(project, "build", PLAIN)
+        assert waited.returncode == 0, waited.stderr
+        assert "waiting for another build" in waited.stderr and time.monotonic() - started >= 2.5
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_an_unreachable_engine_is_one_line_and_exit_2(project: Path) -> None:
+    result = cli(project, "build", PLAIN, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: cannot reach the Docker engine")
+    assert "sandbox up" in lines[-1]
