@@ -136,7 +136,10 @@ class Builder:
         except BuildFailed as exc:
             result.status, result.error, result.log_tail = "failed", exc.message, exc.tail
         except Exception as exc:  # one cell's failure never stops the fleet; it is reported and recorded
-            result.status, result.error = "failed", _one_line(exc)
+            if self.cancel.is_set():  # the engine's stream was closed under us on purpose
+                result.status, result.error = "cancelled", "the run was interrupted"
+            else:
+                result.status, result.error = "failed", _one_line(exc)
         result.seconds = round(time.monotonic() - started, 2)
         outcome = result.status if result.status != "up to date" else f"up to date ({result.where})"
         if result.error:
@@ -170,7 +173,7 @@ class Builder:
         self.stage(rendered, directory)
         result.build_started = True
         image_id = None
-        with log_path.open("w", encoding="utf-8") as log:
+        with log_path.open("w", encoding="utf-8", buffering=1) as log:  # line-buffered: `tail -f` it live
             stream = self.client.api.build(path=str(directory), tag=rendered.ref, rm=True, forcerm=True, decode=True)
             for chunk in stream:
                 if self.cancel.is_set():

@@ -44,6 +44,10 @@ file:line: key: why) or a service (Docker engine, registry) that cannot be reach
 """
 
 
+def _cells_arg(s: argparse.ArgumentParser) -> None:
+    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m generator",
@@ -75,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("check", help="compatibility checks per cell (exit 1 if any FAIL)")
-    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    _cells_arg(s)
     s.add_argument("--json", action="store_true", help="machine-readable output")
 
     s = sub.add_parser("matrix", help="the GitHub Actions matrix object for CI fan-out")
@@ -95,10 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("lock", help="resolve every file the cells COPY into the profile's lock (name, URL, sha256)")
 
     s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
-    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    _cells_arg(s)
 
     s = sub.add_parser("build", help="generate, then build every out-of-date cell with the Docker engine")
-    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    _cells_arg(s)
     s.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default: 2)")
     s.add_argument("--no-wait", action="store_true", help="fail at once if another build holds the lock")
     s.add_argument("--json", action="store_true", help="print the result records as JSON")
@@ -332,9 +336,10 @@ def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
-    cells = select(fleet.cells, args.cells)
-    rendered = fleet.render(cells)
-    write_images(fleet, fleet.render(), fleet.profile.images)
+    wanted = {c.slug for c in select(fleet.cells, args.cells)}
+    everything = [r for r in fleet.render() if r.status != FAIL]  # as generate: FAILing cells are not written
+    write_images(fleet, everything, fleet.profile.images)
+    rendered = [r for r in everything if r.cell.slug in wanted]
     staged = 0
     for r in rendered:
         staged += len(stage_cell(r, fleet.profile.images / r.cell.slug))

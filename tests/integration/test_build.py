@@ -7,8 +7,11 @@ registry as the only copy, a tampered lock, a held run lock, and an engine that 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -76,6 +79,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["AIR_FLEET_RESULTS"] = old
     for image in client.images.list(name=f"127.0.0.1:5000/{REPOSITORY}"):
         client.images.remove(image.id, force=True)
+    # The broken cell's build leaves its last committed layer untagged (a retry's cache); a test leaves
+    # nothing behind, or a later "cold" build would find this torch layer cached.
+    log = root / "results" / "sandbox" / "build" / f"{BROKEN}.log"
+    layers = re.findall(r"^ ---> ([0-9a-f]{12})$", log.read_text(), flags=re.MULTILINE) if log.exists() else []
+    if layers:
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(layers[-1])
 
 
 def sandbox_fleet(root: Path) -> Fleet:
@@ -204,3 +214,80 @@ def test_an_unreachable_engine_is_one_line_and_exit_2(project: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: cannot reach the Docker engine")
     assert "sandbox up" in lines[-1]
+
+
+def test_ctrl_c_stops_cleanly(project: Path, tmp_path: Path) -> None:
+    """SIGINT mid-build: exit 130, the cell recorded as cancelled, the engine's build stopped too."""
+    # A CA certificate of this run only: its layer, and the torch install after it, are not cached.
+    pem = tmp_path / "ca.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "/dev/null",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN=air-fleet-test-{uuid.uuid4().hex}",
+            "-out",
+            str(pem),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    root = tmp_path / "fleet"
+    root.mkdir()
+    both = f"/etc/ssl/certs/ca-certificates.crt, {pem}"  # the proxy's CA stays: the torch step needs the index
+    (root / "matrix.yaml").write_text(MATRIX.replace("/etc/ssl/certs/ca-certificates.crt", both))
+    (root / "wheels.lock.json").write_text((project / "wheels.lock.json").read_text())
+    argv = [
+        sys.executable,
+        "-m",
+        "generator",
+        "--profile",
+        "sandbox",
+        "--matrix",
+        str(root / "matrix.yaml"),
+        "build",
+        PLAIN,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AIR_FLEET_RESULTS": str(root / "results")}
+    # A process started in the background inherits SIGINT ignored, and Python then keeps ignoring it
+    # (as a terminal's Ctrl-C would not be): give the child the default disposition a shell gives it.
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # before exec: nothing else runs yet
+    )
+    log = root / "results" / "sandbox" / "build" / f"{PLAIN}.log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and "uv pip install" not in (log.read_text() if log.exists() else ""):
+        time.sleep(0.5)
+    assert log.exists() and "uv pip install" in log.read_text(), "the build never reached the torch step"
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    record = json.loads(log.with_suffix(".json").read_text())
+    assert record["status"] == "cancelled"
+    client = docker.from_env()
+    deadline = time.monotonic() + 60  # the engine notices the closed stream and stops the step's container
+    while time.monotonic() < deadline and _building_containers(client, record["ref"]):
+        time.sleep(1)
+    assert not _building_containers(client, record["ref"])
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(record["ref"])
+
+
+def _building_containers(client: docker.DockerClient, ref: str) -> list[str]:
+    """Running containers of a classic build: their command is the step's (here the torch install)."""
+    return [c.id for c in client.containers.list() if "uv pip install" in " ".join(c.attrs["Config"]["Cmd"] or [])]
