@@ -322,7 +322,7 @@ def staged(matrix: Path) -> tuple[Path, list[RenderedCell]]:
     fleet = load(matrix)
     everything = fleet.render()
     images = fleet.profile.images
-    write_images(fleet, everything, images)
+    write_images(everything, images)
     for r in everything:
         stage_cell(r, images / r.cell.slug)
     return images, everything

@@ -338,7 +338,7 @@ def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
 def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
     wanted = {c.slug for c in select(fleet.cells, args.cells)}
     everything = [r for r in fleet.render() if r.status != FAIL]  # as generate: FAILing cells are not written
-    write_images(fleet, everything, fleet.profile.images)
+    write_images(everything, fleet.profile.images)
     rendered = [r for r in everything if r.cell.slug in wanted]
     staged = 0
     for r in rendered:

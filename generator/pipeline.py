@@ -95,7 +95,7 @@ def stage_cell(rendered: RenderedCell, directory: Path) -> list[Path]:
 # -- generate (as a step of build) -----------------------------------------------------------------------
 
 
-def write_images(fleet: Fleet, rendered: list[RenderedCell], out: Path) -> int:
+def write_images(rendered: list[RenderedCell], out: Path) -> int:
     """Bring the images directory up to date (the same incremental write as `generate`): files written."""
     desired = desired_files(rendered)
     changes = plan(out, desired)
@@ -121,7 +121,7 @@ def run_build(
     lock_file = paths.state_dir() / "locks" / f"build-{fleet.profile.name}.lock"
     with hold(lock_file, f"build of the {fleet.profile.name} fleet", wait=wait, progress=progress.note):
         ok = [r for r in everything if r.status != FAIL]
-        written = write_images(fleet, ok, out)
+        written = write_images(ok, out)
         if written:
             progress.note(f"generate: {written} files written under {out}")
         client = connect()
