@@ -13,7 +13,7 @@ JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
-	lock build
+	lock build probe push
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,10 +26,12 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 
-fleet: $(INSTALLED) ## the main job: images/ up to date, then the sandbox fleet built for real
+fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed
 	$(GEN) generate
 	$(GEN) sandbox up
 	$(GEN) --profile sandbox build -j $(JOBS)
+	$(GEN) --profile sandbox probe
+	$(GEN) --profile sandbox push --atomic
 
 sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build the stand-in base images
 	$(GEN) sandbox up
@@ -48,6 +50,12 @@ build: $(INSTALLED) ## build every out-of-date cell of $(PROFILE) (JOBS=2 at onc
 
 build-%: $(INSTALLED) ## build one cell of $(PROFILE) by index, e.g. `make build-3`
 	$(GEN) --profile $(PROFILE) build $*
+
+probe: $(INSTALLED) ## run the probe inside every built image of $(PROFILE)
+	$(GEN) --profile $(PROFILE) probe
+
+push: $(INSTALLED) ## push $(PROFILE)'s images, all or nothing (only cells that built and probed OK)
+	$(GEN) --profile $(PROFILE) push --atomic
 
 list: $(INSTALLED) ## list every cell of matrix.yaml
 	$(GEN) list

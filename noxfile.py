@@ -45,10 +45,36 @@ def build(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def probe(session: nox.Session) -> None:
+    """Run the probe inside every built image and judge the real facts."""
+    _generator(session, "probe", *session.posargs)
+
+
+@nox.session(python=False)
+def push(session: nox.Session) -> None:
+    """Push every image whose build and probe passed, all or nothing."""
+    _generator(session, "push", "--atomic", *session.posargs)
+
+
+@nox.session(python=False)
+def register(session: nox.Session) -> None:
+    """Register the pushed images with the workspace (pass e.g. `-- --workspace-profile P`)."""
+    _generator(session, "register", *session.posargs)
+
+
+@nox.session(python=False)
+def fleet(session: nox.Session) -> None:
+    """Generate, build, probe, push, register in order; publication stops at the first failing step."""
+    for step in (["generate"], ["build"], ["probe"], ["push", "--atomic"], ["register", *session.posargs]):
+        _generator(session, *step)  # session.run raises on a non-zero exit: nothing after it runs
+
+
+@nox.session(python=False)
 def sandbox(session: nox.Session) -> None:
-    """The sandbox end to end: engine and registry up, stand-in bases, then its whole fleet built."""
+    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed, pushed."""
     _generator(session, "sandbox", "up", profile="default")
-    _generator(session, "build", *session.posargs, profile="sandbox")
+    for step in (["build"], ["probe"], ["push", "--atomic"]):
+        _generator(session, *step, profile="sandbox")
 
 
 @nox.session(python=False)
@@ -89,10 +115,25 @@ def _register_cell_sessions() -> None:
         def build_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "build", str(_index), *session.posargs)
 
-        check_one.__doc__ = f"check {slug}"
-        build_one.__doc__ = f"build {slug}"
-        nox.session(name=f"check-{index}", python=False, tags=["cells", "check"])(check_one)
-        nox.session(name=f"build-{index}", python=False, tags=["cells", "build"])(build_one)
+        def probe_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "probe", str(_index), *session.posargs)
+
+        def push_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "push", str(_index), *session.posargs)
+
+        def register_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "register", str(_index), *session.posargs)
+
+        verbs = (
+            ("check", check_one),
+            ("build", build_one),
+            ("probe", probe_one),
+            ("push", push_one),
+            ("register", register_one),
+        )
+        for verb, func in verbs:
+            func.__doc__ = f"{verb} {slug}"
+            nox.session(name=f"{verb}-{index}", python=False, tags=["cells", verb])(func)
 
 
 _register_cell_sessions()

@@ -19,7 +19,7 @@ from generator.expand import select
 from generator.fleet import Fleet, desired_files, failure_error
 from generator.pipeline import run_build, run_lock, stage_cell, summary, write_images
 from generator.profiles import available, load_profile
-from generator.render import cell_summary
+from generator.render import RenderedCell, cell_summary
 from generator.tables import table
 from generator.writer import Change, apply, plan
 
@@ -38,6 +38,8 @@ examples:
   python -m generator --profile sandbox lock    resolve every file the cells COPY (name, URL, sha256)
   python -m generator --profile sandbox build   generate, then build what is out of date (-j N in parallel)
   python -m generator --profile sandbox build 3 'aws-*'   some cells only
+  python -m generator --profile sandbox probe   run the probe in each image: the seed's table from real facts
+  python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
 file:line: key: why) or a service (Docker engine, registry) that cannot be reached; 130 interrupted
@@ -106,6 +108,48 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default: 2)")
     s.add_argument("--no-wait", action="store_true", help="fail at once if another build holds the lock")
     s.add_argument("--json", action="store_true", help="print the result records as JSON")
+
+    s = sub.add_parser("probe", help="run the probe inside each built image and judge the REAL facts")
+    _cells_arg(s)
+    s.add_argument(
+        "--gpus",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask for the GPUs (default: when the engine has the NVIDIA runtime); without them GPU "
+        "facts are 'not measured', never passed",
+    )
+    s.add_argument("--timeout", type=float, default=300, metavar="S", help="seconds per image (default: 300)")
+    s.add_argument("--json", action="store_true", help="print the probe records as JSON")
+
+    s = sub.add_parser(
+        "push",
+        help="push the images whose build and probe passed (immutable digest tag, then <slug> and <slug>-<date>)",
+        description="Credentials come from the Docker config (credential helpers included) or from "
+        "AIR_FLEET_REGISTRY_USERNAME / AIR_FLEET_REGISTRY_PASSWORD; never from arguments, never into logs.",
+    )
+    _cells_arg(s)
+    s.add_argument("--atomic", action="store_true", help="push nothing unless every selected cell passed")
+    s.add_argument("--no-wait", action="store_true", help="fail at once if another push holds the lock")
+
+    s = sub.add_parser(
+        "register",
+        help="register pushed images with a Databricks workspace (once per image: a ledger skips what is done)",
+        description="Never interactive: stdin closed, no TTY, a timeout. Databricks credentials reach the CLI "
+        "through its environment (DATABRICKS_*) and registry credentials through the Docker config, never argv.",
+    )
+    _cells_arg(s)
+    s.add_argument(
+        "--cli",
+        choices=("databricks", "air"),
+        default=None,
+        help="databricks: the current Go CLI; air: the legacy one (default: whichever is on PATH)",
+    )
+    s.add_argument("--workspace-profile", default="DEFAULT", metavar="P", help="the CLI's -p profile")
+    s.add_argument("--scope", default=None, help="legacy air only: the Databricks secret scope holding registry creds")
+    s.add_argument("--key", default=None, help="legacy air only: the secret's key in that scope")
+    s.add_argument("--timeout-minutes", type=int, default=60, metavar="N", help="per image (default: 60)")
+    s.add_argument("--force", action="store_true", help="register again what the ledger has (rotated credentials)")
+    s.add_argument("--json", action="store_true", help="print the outcomes as JSON")
 
     s = sub.add_parser("sandbox", help="the local Docker engine, registry and stand-in base images")
     s.add_argument("action", choices=("up", "status", "down"), help="up: start (install if missing); down: stop")
@@ -361,6 +405,56 @@ def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
     return 1 if any(r.status != "built" and r.status != "up to date" for r in results) else 0
 
 
+def _selected(fleet: Fleet, cells: list[str]) -> list[RenderedCell]:
+    wanted = {c.slug for c in select(fleet.cells, cells)}
+    return [r for r in fleet.render() if r.cell.slug in wanted]
+
+
+def cmd_probe(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.probe import probe_cells, report
+
+    selected = [r for r in _selected(fleet, args.cells) if r.status != FAIL]  # FAILing cells are never built
+    results = probe_cells(
+        fleet, selected, gpus=args.gpus, timeout=args.timeout, say=lambda line: print(line, file=sys.stderr, flush=True)
+    )
+    if args.json:
+        _print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(report(results))
+    return 1 if any(r.status == FAIL for r in results) else 0
+
+
+def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.push import exit_status, run_push
+    from generator.push import summary as push_summary
+
+    results = run_push(fleet.profile.name, _selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
+    print(push_summary(results))
+    return exit_status(results)
+
+
+def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.registering import run_register
+
+    outcomes = run_register(
+        fleet.profile.name,
+        _selected(fleet, args.cells),
+        cli=args.cli,
+        workspace=args.workspace_profile,
+        scope=args.scope,
+        key=args.key,
+        timeout_minutes=args.timeout_minutes,
+        force=args.force,
+    )
+    if args.json:
+        _print_json({"profile": fleet.profile.name, "outcomes": [o.as_record() for o in outcomes]})
+    else:
+        print(
+            table(["cell", "status", "tries", "detail"], [[o.slug, o.status, o.attempts, o.detail] for o in outcomes])
+        )
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Services first (engine, registry), then on `up` the stand-in base images the sandbox builds FROM."""
     from generator.sandbox import services
@@ -396,4 +490,7 @@ COMMANDS = {
     "lock": cmd_lock,
     "fetch": cmd_fetch,
     "build": cmd_build,
+    "probe": cmd_probe,
+    "push": cmd_push,
+    "register": cmd_register,
 }

@@ -104,11 +104,12 @@ def test_nox_sessions_are_generated_from_the_matrix() -> None:
         ).stdout
 
     listing = nox()
-    for name in ("generate", "check", "build", "sandbox", "lint", "tests"):
+    for name in ("generate", "check", "build", "probe", "push", "register", "fleet", "sandbox", "lint", "tests"):
         assert f" {name} -> " in listing
     per_cell = {s["session"]: s["description"] for s in json.loads(nox("--json", "-t", "cells"))}
     cells = json.loads(run_cli("--matrix", str(DEFAULT_MATRIX), "list", "--json").stdout)["cells"]
-    assert len(per_cell) == 2 * len(cells)
+    verbs = ("check", "build", "probe", "push", "register")
+    assert len(per_cell) == len(verbs) * len(cells)
     for cell in cells:
-        assert per_cell[f"check-{cell['index']}"] == f"check {cell['slug']}"
-        assert per_cell[f"build-{cell['index']}"] == f"build {cell['slug']}"
+        for verb in verbs:
+            assert per_cell[f"{verb}-{cell['index']}"] == f"{verb} {cell['slug']}"

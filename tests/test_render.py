@@ -67,6 +67,7 @@ def test_every_generated_file_says_so(rendered: dict[str, RenderedCell]) -> None
             "requirements.txt",
             "fleet/expect.json",
             "fleet/smoke.py",
+            "fleet/probe.py",
             "wheels.json",
             "air.yaml",
             "COMPAT.md",

@@ -77,8 +77,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop("AIR_FLEET_RESULTS")
     else:
         os.environ["AIR_FLEET_RESULTS"] = old
+    # By tag, never by id: on a warm engine a test image can be the very image the sandbox fleet tagged.
     for image in client.images.list(name=f"127.0.0.1:5000/{REPOSITORY}"):
-        client.images.remove(image.id, force=True)
+        for tag in image.tags:
+            if tag.startswith(f"127.0.0.1:5000/{REPOSITORY}:"):
+                client.images.remove(tag)
     # The broken cell's build leaves its last committed layer untagged (a retry's cache); a test leaves
     # nothing behind, or a later "cold" build would find this torch layer cached.
     log = root / "results" / "sandbox" / "build" / f"{BROKEN}.log"
