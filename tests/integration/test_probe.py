@@ -10,8 +10,11 @@ must FAIL the CXX11 ABI row naming the bad one and its undefined symbol, and pas
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -28,7 +31,9 @@ from generator.model import Extension, Origin
 from generator.pipeline import run_build, run_lock
 from generator.probe import NOT_MEASURED, ProbeResult, probe_cells, probe_image, report
 from generator.profiles import load_profile
+from generator.push import PushCell, push
 from generator.render import RenderedCell
+from generator.results import record_path, write_record
 from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
 
@@ -220,6 +225,27 @@ def test_an_extension_built_for_the_wrong_abi_fails(built: Built, tmp_path: Path
     assert checks["extensions"].status == OK and "abi-bad 0.1.0" in checks["extensions"].detail
     assert result.facts["extensions"]["abi-good"]["native"] == "ok"
     print(f"\nwrong-ABI probe: {abi.detail}")
+
+    # ...and it is not pushed: with this probe on record for the cell, the push gate holds it back.
+    results = built.root / "results"
+    write_record(record_path(results, "sandbox", "probe", SLUG), result.record())
+    (pushed,) = push(
+        [PushCell.of(built.rendered)],
+        built.client,
+        profile="sandbox",
+        atomic=True,
+        date=datetime.date(2026, 11, 29),
+        results=results,
+        progress=lambda _: None,
+    )
+    assert pushed.status == "refused" and "FAIL" in (pushed.reason or "")
+    try:  # the registry knows the repository only once something was pushed to it
+        with urllib.request.urlopen(f"http://127.0.0.1:5000/v2/{REPOSITORY}/tags/list") as response:
+            listed = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 404
+        listed = {}
+    assert not listed.get("tags")
 
 
 def test_a_missing_image_or_another_digest_is_a_fail(built: Built) -> None:
