@@ -17,6 +17,7 @@ from generator.dockerclient import connect
 from generator.errors import FleetError
 from generator.expand import select
 from generator.fleet import Fleet, desired_files, failure_error
+from generator.paths import ROOT
 from generator.pipeline import run_build, run_lock, stage_cell, summary, write_images
 from generator.profiles import available, load_profile
 from generator.render import RenderedCell, cell_summary
@@ -150,6 +151,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout-minutes", type=int, default=60, metavar="N", help="per image (default: 60)")
     s.add_argument("--force", action="store_true", help="register again what the ledger has (rotated credentials)")
     s.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+
+    s = sub.add_parser(
+        "plan",
+        help="the CI matrix of cells to build: those whose digest tag is not in the registry yet",
+        description="Asks the registry (HTTP, no Docker engine needed; or the engine with --via engine). A "
+        "registry that cannot answer is an error, never a silent rebuild of everything.",
+    )
+    _cells_arg(s)
+    s.add_argument("--force", action="store_true", help="every selected cell, whatever the registry has")
+    s.add_argument("--via", choices=("http", "engine"), default="http", help="how to ask the registry")
+    s.add_argument(
+        "--github-output",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="append matrix=, empty=, count= to this file (GitHub Actions' $GITHUB_OUTPUT)",
+    )
+    s.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+
+    s = sub.add_parser("bake", help="write docker-bake.json: one target per cell, for `docker buildx bake`")
+    s.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: docker-bake.json (repo root)")
+    s.add_argument(
+        "--cache-repo",
+        default=None,
+        metavar="REPO",
+        help="registry repository for cache-from/cache-to (default: each cell's own)",
+    )
+    s.add_argument("--json", action="store_true", help="also print the file")
 
     s = sub.add_parser("sandbox", help="the local Docker engine, registry and stand-in base images")
     s.add_argument("action", choices=("up", "status", "down"), help="up: start (install if missing); down: stop")
@@ -455,6 +484,50 @@ def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
     return 1 if any(o.failed for o in outcomes) else 0
 
 
+def _images_dir(fleet: Fleet) -> str:
+    """The images directory as CI and bake see it: relative to the repository root when inside it."""
+    images = fleet.profile.images.resolve()
+    return images.relative_to(ROOT).as_posix() if images.is_relative_to(ROOT) else images.as_posix()
+
+
+def cmd_plan(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.plan import github_outputs, http_exists, plan, registry_exists
+
+    exists = http_exists() if args.via == "http" else registry_exists(connect())
+    only = {c.slug for c in select(fleet.cells, args.cells)} if args.cells else None
+    result = plan(fleet.render(), exists, force=args.force, only=only, images_dir=_images_dir(fleet))
+    if args.github_output is not None:
+        with args.github_output.open("a", encoding="utf-8") as fh:
+            fh.write(github_outputs(result))
+    if args.json:
+        _print_json(result)
+    else:
+        for cell in result["include"]:
+            print(f"build    {cell['slug']}")
+        for cell in result["skipped"]:
+            print(f"skip     {cell['slug']}: {cell['reason']}")
+        for cell in result["refused"]:
+            print(f"refused  {cell['slug']}: {cell['reason']}")
+        print(
+            f"{len(result['include'])} to build, {len(result['skipped'])} in the registry, "
+            f"{len(result['refused'])} refused"
+        )
+    return 0
+
+
+def cmd_bake(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.bake import bake_file, dumps, write_bake
+
+    data = bake_file(fleet.render(), fleet.profile.images, cache=args.cache_repo, root=ROOT)
+    out = args.out if args.out is not None else ROOT / "docker-bake.json"
+    written = write_bake(out, data)
+    if args.json:
+        print(dumps(data), end="")
+    else:
+        print(f"{out}: {len(data['target'])} targets, {'written' if written else 'unchanged'}")
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Services first (engine, registry), then on `up` the stand-in base images the sandbox builds FROM."""
     from generator.sandbox import services
@@ -493,4 +566,6 @@ COMMANDS = {
     "probe": cmd_probe,
     "push": cmd_push,
     "register": cmd_register,
+    "plan": cmd_plan,
+    "bake": cmd_bake,
 }

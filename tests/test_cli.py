@@ -113,3 +113,22 @@ def test_nox_sessions_are_generated_from_the_matrix() -> None:
     for cell in cells:
         for verb in verbs:
             assert per_cell[f"{verb}-{cell['index']}"] == f"{verb} {cell['slug']}"
+
+
+def test_plan_and_bake_from_the_cli(tmp_path: object) -> None:
+    from pathlib import Path
+
+    out = Path(str(tmp_path))
+    github = out / "github_output"
+    result = run_cli("plan", "--force", "--github-output", str(github), "--json")
+    assert result.returncode == 0, result.stderr
+    planned = json.loads(result.stdout)
+    listed = json.loads(run_cli("list", "--json").stdout)["cells"]
+    assert [c["slug"] for c in planned["include"]] == [c["slug"] for c in listed]
+    assert planned["include"][0]["dir"] == f"images/{listed[0]['slug']}"
+    lines = dict(line.split("=", 1) for line in github.read_text().splitlines())
+    assert json.loads(lines["matrix"]) == {"include": planned["include"]} and lines["empty"] == "false"
+    bake = run_cli("bake", "--out", str(out / "docker-bake.json"))
+    assert bake.returncode == 0 and f"{len(listed)} targets, written" in bake.stdout
+    data = json.loads((out / "docker-bake.json").read_text())
+    assert len(data["group"]["default"]["targets"]) == len(listed)
