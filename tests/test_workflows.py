@@ -1,0 +1,425 @@
+"""The GitHub Actions workflows: valid, audited, pinned, least-privilege, and fed by the generator itself.
+
+Offline and fast: GitHub's workflow schema as vendored by check-jsonschema, zizmor with `--offline`, and the
+generator's own CLI. The tools are the ones installed next to the interpreter running the tests (the
+project's .venv, `dev` extras). The nightly's plan step and the runner-label steps are run for real, as
+bash scripts, the way a runner would run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+CI = WORKFLOWS / "ci.yml"
+NIGHTLY = WORKFLOWS / "nightly.yml"
+ALL = [CI, NIGHTLY]
+RUNNERS = ROOT / ".github" / "runners.yml"
+OPERATING = ROOT / "docs" / "operating.md"
+BIN = Path(sys.executable).parent
+# owner/repo[/path]@<40 hex>: a tag or branch can be moved to other code, a full commit SHA cannot.
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+SECRET = re.compile(r"\bsecrets\s*(?:\.|\[)")
+SECRET_VALUE = re.compile(r"^\$\{\{\s*secrets\.([A-Z][A-Z0-9_]*)\s*\}\}$")
+RUNNER_OUTPUT = re.compile(r"^\$\{\{\s*fromJSON\(needs\.([\w-]+)\.outputs\.([\w-]+)-runner\)\s*\}\}$")
+# GitHub-hosted images the workflows may name directly; everything self-hosted comes from runners.yml.
+HOSTED = re.compile(r"^ubuntu-\d\d\.\d\d$")
+# Every secret the workflows read, and so every secret docs/operating.md must tell a platform team to set.
+SECRETS = {"AIR_FLEET_REGISTRY_USERNAME", "AIR_FLEET_REGISTRY_PASSWORD", "DATABRICKS_HOST", "DATABRICKS_TOKEN"}
+BAD_SEVERITIES = {"medium", "high"}
+WRITE_JOBS = {(NIGHTLY.name, "publish")}  # the only job allowed any `write` permission
+
+Workflow = dict[str, Any]
+Path_ = tuple[str | int, ...]
+
+
+def load(path: Path) -> Workflow:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict), path
+    if True in data:  # YAML 1.1 reads the key `on` as the boolean true
+        data["on"] = data.pop(True)
+    return data
+
+
+def jobs(workflow: Workflow) -> dict[str, dict[str, Any]]:
+    found = workflow["jobs"]
+    assert isinstance(found, dict) and found
+    return found
+
+
+def steps(workflow: Workflow) -> Iterator[tuple[str, dict[str, Any]]]:
+    for job_id, job in jobs(workflow).items():
+        for step in job.get("steps", []):
+            yield job_id, step
+
+
+def step(workflow: Workflow, job_id: str, step_id: str) -> dict[str, Any]:
+    (found,) = [s for s in jobs(workflow)[job_id]["steps"] if s.get("id") == step_id]
+    assert isinstance(found, dict)
+    return found
+
+
+def strings(node: Any, path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+    """Every string in the document (keys' values, list items), with the path of keys that leads to it."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from strings(value, (*path, index))
+    elif isinstance(node, str):
+        yield path, node
+
+
+def run_texts(workflow: Workflow) -> list[str]:
+    return [s["run"] for _, s in steps(workflow) if "run" in s]
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    assert path.is_file(), f"{path} missing: `pip install -e '.[dev]'` installs it"
+    return str(path)
+
+
+def generator(*args: str) -> Any:
+    proc = subprocess.run(
+        [sys.executable, "-m", "generator", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def slugs(cells: list[dict[str, Any]]) -> list[str]:
+    return [cell["slug"] for cell in cells]
+
+
+def run_step(script: str, env: dict[str, str], tmp: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """Run a `run:` script as a runner does (`shell: bash`), with $GITHUB_OUTPUT and friends in `tmp`."""
+    output, summary = tmp / "github_output", tmp / "step_summary"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIR_FLEET_REGISTRY_", "DATABRICKS_"))}
+    full = {
+        **base,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` is this interpreter
+        "RUNNER_TEMP": str(tmp),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        **env,
+    }
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = output.read_text(encoding="utf-8").splitlines() if output.exists() else []
+    return proc, dict(line.split("=", 1) for line in lines)
+
+
+def plan_step(cells: str, force: bool, tmp: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    found = step(load(NIGHTLY), "plan", "plan")
+    assert {"CELLS", "FORCE"} <= set(found["env"]), "the plan step takes its inputs through CELLS and FORCE"
+    return run_step(found["run"], {"CELLS": cells, "FORCE": "true" if force else "false"}, tmp)
+
+
+def has_plan_command() -> bool:
+    proc = subprocess.run([sys.executable, "-m", "generator", "plan", "--help"], cwd=ROOT, capture_output=True)
+    return proc.returncode == 0
+
+
+needs_plan = pytest.mark.skipif(not has_plan_command(), reason="`python -m generator plan` is not wired yet")
+
+
+# -- the tools' verdicts ---------------------------------------------------------------------------------------
+
+
+def test_workflows_validate_against_the_github_workflow_schema() -> None:
+    proc = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, ALL)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def zizmor(*inputs: Path) -> list[dict[str, Any]]:
+    """zizmor's findings (JSON), offline: no GitHub API, no network, whatever token is in the environment."""
+    proc = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-exit-codes", "--format", "json", *map(str, inputs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    findings = json.loads(proc.stdout)
+    assert isinstance(findings, list)
+    return findings
+
+
+def test_zizmor_finds_nothing_above_low() -> None:
+    bad = [
+        f"{f['ident']} ({f['determinations']['severity']}): {f['desc']} at {f['locations'][0]['concrete']['feature']}"
+        for f in zizmor(*ALL)
+        if f["determinations"]["severity"].lower() in BAD_SEVERITIES and not f.get("ignored")
+    ]
+    assert not bad, "\n".join(bad)
+
+
+def test_zizmor_and_this_filter_do_catch_a_template_injection(tmp_path: Path) -> None:
+    """The filter above is not vacuous: a planted `${{ }}` in a script is a high finding."""
+    planted = tmp_path / "planted.yml"
+    planted.write_text(
+        "name: planted\non: issues\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-24.04\n"
+        '    steps:\n      - run: echo "${{ github.event.issue.title }}"\n',
+        encoding="utf-8",
+    )
+    found = {(f["ident"], f["determinations"]["severity"].lower()) for f in zizmor(planted)}
+    assert ("template-injection", "high") in found
+
+
+# -- the matrix the nightly gets is the generator's cells -----------------------------------------------------
+
+
+def test_matrix_command_lists_every_cell() -> None:
+    cells = slugs(generator("list", "--json")["cells"])
+    assert cells and slugs(generator("matrix", "--json")["include"]) == cells
+
+
+@needs_plan
+def test_forced_plan_lists_every_cell() -> None:
+    cells = slugs(generator("list", "--json")["cells"])
+    assert slugs(generator("plan", "--json", "--force")["include"]) == cells
+
+
+@needs_plan
+def test_the_plan_step_hands_every_cell_to_the_build_jobs(tmp_path: Path) -> None:
+    proc, out = plan_step("all", True, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    matrix = json.loads(out["matrix"])
+    assert set(matrix) == {"include"}, "any key but include would become a matrix axis"
+    cells = slugs(generator("list", "--json")["cells"])
+    assert slugs(matrix["include"]) == cells
+    assert out["empty"] == "false"
+    assert out["cells"].split() == cells
+    assert "to build" in (tmp_path / "step_summary").read_text(encoding="utf-8")
+
+
+@needs_plan
+def test_the_plan_step_passes_the_chosen_cells(tmp_path: Path) -> None:
+    proc, out = plan_step("1, aws-devel-*\n2", True, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    expected = slugs(generator("plan", "--json", "--force", "1", "aws-devel-*", "2")["include"])
+    assert 2 < len(expected) < len(generator("list", "--json")["cells"])
+    assert slugs(json.loads(out["matrix"])["include"]) == expected == out["cells"].split()
+
+
+@pytest.mark.parametrize("cells", ["--json", "1 -h", " , "])
+def test_the_plan_step_refuses_options_and_empty_lists_as_cells(cells: str, tmp_path: Path) -> None:
+    proc, out = plan_step(cells, False, tmp_path)
+    assert proc.returncode == 2 and "::error::" in proc.stdout + proc.stderr
+    assert "matrix" not in out
+
+
+# -- runner labels: one place ---------------------------------------------------------------------------------
+
+
+def runner_pools() -> dict[str, list[str]]:
+    pools = yaml.safe_load(RUNNERS.read_text(encoding="utf-8"))
+    assert isinstance(pools, dict) and {"build", "gpu", "sandbox"} <= set(pools)
+    for labels in pools.values():
+        assert isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    return pools
+
+
+@pytest.mark.parametrize(("path", "job_id"), [(NIGHTLY, "plan"), (CI, "lint")])
+def test_the_runner_step_reads_runners_yml(path: Path, job_id: str, tmp_path: Path) -> None:
+    proc, out = run_step(step(load(path), job_id, "runners")["run"], {}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert {pool: json.loads(out[f"{pool}-runner"]) for pool in runner_pools()} == runner_pools()
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_self_hosted_jobs_take_their_labels_from_runners_yml(path: Path) -> None:
+    assert "self-hosted" not in path.read_text(encoding="utf-8"), "labels live in .github/runners.yml only"
+    workflow, pools = load(path), runner_pools()
+    for job_id, job in jobs(workflow).items():
+        runs_on = job["runs-on"]
+        if isinstance(runs_on, str) and HOSTED.match(runs_on):
+            continue
+        match = RUNNER_OUTPUT.match(runs_on) if isinstance(runs_on, str) else None
+        assert match, f"{job_id}: runs-on {runs_on!r} is neither GitHub-hosted nor from .github/runners.yml"
+        source, pool = match.groups()
+        assert pool in pools, f"{job_id}: no pool {pool!r} in .github/runners.yml"
+        needs = job.get("needs", [])
+        assert source in ([needs] if isinstance(needs, str) else needs), f"{job_id} must need {source}"
+        output = jobs(workflow)[source]["outputs"][f"{pool}-runner"]
+        assert output == f"${{{{ steps.runners.outputs.{pool}-runner }}}}"
+
+
+def test_the_docs_name_every_runner_label_and_secret() -> None:
+    docs = OPERATING.read_text(encoding="utf-8")
+    assert ".github/runners.yml" in docs
+    for pool, labels in runner_pools().items():
+        for label in labels:
+            assert f"`{label}`" in docs, f"docs/operating.md does not name the {pool} label {label}"
+    for name in SECRETS:
+        assert name in docs, f"docs/operating.md does not name the secret {name}"
+
+
+def test_the_docs_list_every_pin_in_use() -> None:
+    docs = OPERATING.read_text(encoding="utf-8")
+    for path in ALL:
+        for _, s in steps(load(path)):
+            if "uses" in s:
+                action, sha = s["uses"].split("@")
+                assert f"`{action}`" in docs and f"`{sha}`" in docs, f"docs/operating.md lacks the pin {s['uses']}"
+
+
+# -- supply chain and privileges ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_action_is_pinned_to_a_full_commit_sha(path: Path) -> None:
+    uses = [s["uses"] for _, s in steps(load(path)) if "uses" in s]
+    assert uses
+    assert [u for u in uses if not PINNED.match(u)] == []
+    for line in path.read_text(encoding="utf-8").splitlines():  # and says which release that SHA is
+        if re.search(r"\buses:", line):
+            assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_every_job_has_a_timeout(path: Path) -> None:
+    for job_id, job in jobs(load(path)).items():
+        minutes = job.get("timeout-minutes")
+        assert isinstance(minutes, int) and 0 < minutes <= 180, f"{job_id}: timeout-minutes {minutes!r}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_permissions_are_least_privilege(path: Path) -> None:
+    workflow = load(path)
+    assert workflow["permissions"] in ({}, {"contents": "read"}), "top-level permissions grant nothing to write"
+    for job_id, job in jobs(workflow).items():
+        granted = job.get("permissions")
+        assert isinstance(granted, dict), f"{job_id}: no explicit permissions mapping"
+        writes = {scope for scope, level in granted.items() if level == "write"}
+        if (path.name, job_id) in WRITE_JOBS:
+            assert writes == {"pages", "id-token"}, f"{job_id}: {granted}"
+        else:
+            assert not writes, f"{job_id} may not write: {granted}"
+        assert set(granted.values()) <= {"read", "write", "none"}
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_secrets_reach_steps_only_through_env(path: Path) -> None:
+    workflow = load(path)
+    used = set()
+    for where, text in strings(workflow):
+        if SECRET.search(text):
+            assert len(where) >= 2 and where[-2] == "env", f"secret outside an env: mapping at {where}"
+            match = SECRET_VALUE.match(text)
+            assert match, f"{where}: an env value is exactly one secret, nothing around it: {text!r}"
+            used.add(match.group(1))
+    assert used <= SECRETS, f"secrets docs/operating.md does not describe: {used - SECRETS}"
+    for _, s in steps(workflow):
+        assert "secrets" not in s.get("run", ""), f"{s.get('name')}: a script names secrets"
+        assert not SECRET.search(json.dumps(s.get("with", {}))), f"{s.get('name')}: a secret as an input"
+    for job_id, job in jobs(workflow).items():
+        assert job.get("secrets") != "inherit", job_id
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_scripts_never_print_a_secret(path: Path) -> None:
+    """No tracing (`set -x` would log the printf that writes the Databricks profile), no echo of a secret."""
+    for _, s in steps(load(path)):
+        script = s.get("run", "")
+        assert not re.search(r"\bset\s+(-\w*x|-o\s+xtrace)", script), f"{s.get('name')}: tracing on"
+        secret_vars = [name for name, value in s.get("env", {}).items() if SECRET_VALUE.match(str(value))]
+        for line in script.splitlines():
+            if any(re.search(rf"\${{?{name}\b", line) for name in secret_vars):
+                assert not re.search(r"\b(echo|cat|tee)\b", line), f"{s.get('name')}: prints a secret: {line}"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_no_expression_is_expanded_inside_a_script(path: Path) -> None:
+    """`${{ }}` in `run:` is pasted into the script before bash reads it: data becomes code."""
+    for text in run_texts(load(path)):
+        assert "${{" not in text, text
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_checkout_never_leaves_the_token_on_disk(path: Path) -> None:
+    checkouts = [s for _, s in steps(load(path)) if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts
+    for s in checkouts:
+        assert s.get("with", {}).get("persist-credentials") is False
+
+
+# -- what each workflow runs ----------------------------------------------------------------------------------
+
+
+def test_ci_runs_lint_the_stale_check_and_the_tests() -> None:
+    workflow = load(CI)
+    assert set(workflow["on"]) == {"pull_request", "push"}
+    assert workflow["on"]["push"]["branches"] == ["main"]
+    script = "\n".join(run_texts(workflow))
+    for command in (
+        "ruff check",
+        "ruff format --check",
+        "mypy",
+        "hadolint --config .hadolint.yaml images/*/Dockerfile",
+        "generator generate --check",
+        "pytest",
+        "pytest tests/integration",
+        "check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml",
+        "zizmor --offline",
+    ):
+        assert command in script, f"ci.yml does not run `{command}`"
+    pythons = [s for _, s in steps(workflow) if s.get("uses", "").startswith("actions/setup-python@")]
+    assert pythons and all(s["with"].get("cache") == "pip" for s in pythons)
+
+
+def test_nightly_is_scheduled_dispatchable_and_never_cancelled() -> None:
+    workflow = load(NIGHTLY)
+    assert workflow["on"]["schedule"][0]["cron"]
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["cells"]["type"] == "string" and inputs["cells"]["default"] == "all"
+    assert inputs["force"]["type"] == "boolean" and inputs["force"]["default"] is False
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_nightly_fans_out_the_plan_and_gates_publication() -> None:
+    workflow = load(NIGHTLY)
+    all_jobs = jobs(workflow)
+    assert set(all_jobs) == {"plan", "build", "benchmark", "gate", "publish"}
+    assert all_jobs["plan"]["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
+    assert "python -m generator plan --json" in step(workflow, "plan", "plan")["run"]
+    for job_id in ("build", "benchmark"):
+        job = all_jobs[job_id]
+        assert job["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+        assert job["strategy"]["fail-fast"] is False
+        assert isinstance(job["strategy"]["max-parallel"], int)
+        assert "needs.plan.outputs.empty == 'false'" in job["if"], f"{job_id} must skip an empty plan"
+    gate = all_jobs["gate"]
+    assert {"plan", "build", "benchmark"} <= set(gate["needs"])
+    assert gate["if"].startswith("success()")
+    gate_script = "\n".join(s.get("run", "") for s in gate["steps"])
+    assert "python -m generator push --atomic" in gate_script
+    assert "python -m generator register" in gate_script
+    publish = all_jobs["publish"]
+    assert publish["needs"] == "gate" and publish["if"] == "success()"
+    assert "python -m generator publish --out site/" in "\n".join(run_texts({"jobs": {"publish": publish}}))
+    assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in publish["steps"])
