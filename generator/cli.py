@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from generator import __version__
+from generator import __version__, paths
 from generator.compat import FAIL, summary_table, worst
 from generator.dockerclient import connect
 from generator.errors import FleetError
@@ -121,6 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--timeout", type=float, default=300, metavar="S", help="seconds per image (default: 300)")
     s.add_argument("--json", action="store_true", help="print the probe records as JSON")
+
+    s = sub.add_parser(
+        "bench",
+        help="GPU benchmarks inside each built image (matmul, attention, memory, NCCL) vs a reference table",
+        description="Without a GPU the benchmark says so and reports no number.",
+    )
+    _cells_arg(s)
+    s.add_argument(
+        "--gpus",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask for the GPUs (default: when the engine has the NVIDIA runtime)",
+    )
+    s.add_argument("--quick", action="store_true", help="small sizes and few repeats: a smoke run")
+    s.add_argument("--json", action="store_true", help="print the records as JSON")
 
     s = sub.add_parser(
         "push",
@@ -453,6 +468,38 @@ def cmd_probe(fleet: Fleet, args: argparse.Namespace) -> int:
     return 1 if any(r.status == FAIL for r in results) else 0
 
 
+def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.bench import bench_image, load_reference, write_bench_record
+    from generator.bench import table as bench_table
+    from generator.probe import detect_gpus
+
+    client = connect()
+    gpus = detect_gpus(client) if args.gpus is None else args.gpus
+    reference = load_reference()
+    results = []
+    for r in (r for r in _selected(fleet, args.cells) if r.status != FAIL):
+        print(f"bench {r.cell.slug}: {r.ref}{' (GPUs)' if gpus else ' (no GPU)'}", file=sys.stderr, flush=True)
+        result = bench_image(
+            client,
+            r.cell.slug,
+            r.ref,
+            r.digest,
+            gpus=gpus,
+            quick=args.quick,
+            reference=reference,
+            python=r.cell.python_path,
+        )
+        write_bench_record(paths.results_dir(), fleet.profile.name, result)
+        results.append(result)
+    if args.json:
+        _print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        for result in results:
+            print(f"# {result.slug}: {result.status}{f' ({result.error})' if result.error else ''}\n")
+            print(bench_table(result.rows))
+    return 1 if any(r.status == "error" for r in results) else 0
+
+
 def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.push import exit_status, run_push
     from generator.push import summary as push_summary
@@ -564,6 +611,7 @@ COMMANDS = {
     "fetch": cmd_fetch,
     "build": cmd_build,
     "probe": cmd_probe,
+    "bench": cmd_bench,
     "push": cmd_push,
     "register": cmd_register,
     "plan": cmd_plan,

@@ -1,0 +1,337 @@
+"""Benchmark built images on a GPU runner: run generator/payload/bench.py inside one, compare with references.
+
+The payload is copied into the container (`put_archive`) like the probe's, so it also measures images built
+before it existed; it prints one JSON object. `compare` turns its figures into rows with the fraction of
+the device's reference figure (generator/knowledge/gpu_reference.yaml). A fraction is None, never 0 or a
+guess, when nothing was measured (no GPU), the figure failed, or the device or figure has no reference.
+Records: results/<profile>/bench/<slug>.json (`bench_record`, `write_bench_record`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import yaml
+from docker import DockerClient
+from docker.types import DeviceRequest
+
+from generator.errors import FleetError
+from generator.results import record_path, write_record
+
+STEP = "bench"
+PAYLOAD = Path(__file__).parent / "payload" / "bench.py"
+REFERENCE = Path(__file__).parent / "knowledge" / "gpu_reference.yaml"
+BENCH_DIR = "/air-fleet-bench"
+DEFAULT_TIMEOUT_S = 900  # full sizes on 8 GPUs: import, six sections, NCCL process start-up
+SHM_SIZE = "16g"  # NCCL between processes of one node goes through /dev/shm; Docker's default is 64 MiB
+TAIL_CHARS = 2000
+NO_GPU = "no GPU: nothing measured"
+
+# (result section, key in it, reference figure name, unit)
+FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    ("matmul_bf16", "tflops_median", "matmul_bf16_tflops", "TFLOP/s"),
+    ("matmul_fp16", "tflops_median", "matmul_fp16_tflops", "TFLOP/s"),
+    ("sdpa", "tflops", "sdpa_tflops", "TFLOP/s"),
+    ("flash_attn", "tflops", "flash_attn_tflops", "TFLOP/s"),
+    ("memcpy_d2d", "gb_per_s", "memcpy_d2d_gb_per_s", "GB/s"),
+    ("nccl_allreduce", "busbw_gb_per_s", "nccl_busbw_gb_per_s", "GB/s"),
+)
+
+
+class BenchError(FleetError):
+    """The benchmark could not run in the image, or printed no JSON object."""
+
+
+# -- reference figures -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefFigure:
+    value: float
+    unit: str
+    source: str
+
+
+@dataclass(frozen=True)
+class DeviceReference:
+    match: str  # regular expression, searched case-insensitively in the device name
+    name: str
+    figures: dict[str, RefFigure]
+
+
+@dataclass(frozen=True)
+class Reference:
+    devices: tuple[DeviceReference, ...]
+
+    def for_device(self, name: object) -> DeviceReference | None:
+        """The first entry whose pattern is found in `name`; None for an unknown (or no) device."""
+        if not isinstance(name, str) or not name:
+            return None
+        return next((d for d in self.devices if re.search(d.match, name, re.IGNORECASE)), None)
+
+
+def load_reference(path: Path = REFERENCE) -> Reference:
+    """The reference table; every figure must carry a positive value and its source."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "source" not in data or not isinstance(data.get("devices"), list):
+        raise BenchError(f"{path}: expected a mapping with 'source' and a 'devices' list")
+    devices = []
+    for i, entry in enumerate(data["devices"]):
+        try:
+            figures = {
+                str(key): RefFigure(float(f["value"]), str(f["unit"]), str(f["source"]))
+                for key, f in entry["figures"].items()
+            }
+            re.compile(entry["match"])
+            devices.append(DeviceReference(str(entry["match"]), str(entry["name"]), figures))
+        except (KeyError, TypeError, ValueError, AttributeError, re.error) as exc:
+            raise BenchError(f"{path}: devices[{i}] is malformed: {exc!r}") from None
+        if any(f.value <= 0 or not f.source.strip() for f in figures.values()):
+            raise BenchError(f"{path}: devices[{i}]: every figure needs a positive value and a source")
+    return Reference(tuple(devices))
+
+
+# -- comparing ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    figure: str  # the payload's result section, e.g. matmul_bf16
+    value: float | None  # None: not measured
+    unit: str
+    reference: float | None
+    reference_source: str | None
+    fraction: float | None  # value / reference; None when either is missing, never 0 for "unknown"
+    note: str
+    device: str | None
+    driver: str | None
+    torch: str | None
+    cuda: str | None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if value == value and value > 0 else None  # NaN, 0 or negative: not a measurement
+
+
+def compare(results: Mapping[str, Any], reference: Reference) -> list[BenchRow]:
+    """One row per figure, with the fraction of the device's reference; never raises on odd output."""
+    status = results.get("status")
+    device = results.get("device") if isinstance(results.get("device"), dict) else {}
+    assert isinstance(device, dict)
+    context = {
+        "device": device.get("name") if isinstance(device.get("name"), str) else None,
+        "driver": device.get("driver") if isinstance(device.get("driver"), str) else None,
+        "torch": results.get("torch") if isinstance(results.get("torch"), str) else None,
+        "cuda": results.get("cuda") if isinstance(results.get("cuda"), str) else None,
+    }
+    measured = status == "measured"
+    sections = results.get("results") if measured and isinstance(results.get("results"), dict) else {}
+    assert isinstance(sections, dict)
+    ref_device = reference.for_device(context["device"]) if measured else None
+    rows = []
+    for section, key, ref_name, unit in FIGURES:
+        ref = ref_device.figures.get(ref_name) if ref_device else None
+        got = sections.get(section)
+        value = _number(got.get(key)) if isinstance(got, dict) else None
+        if not measured:
+            note = NO_GPU if status == "no GPU" else f"status {status!r}: nothing measured"
+            reason = results.get("reason") or results.get("error")
+            note += f" ({reason})" if reason else ""
+        elif value is None:
+            note = str(got.get("status") or got.get("error") or "no figure") if isinstance(got, dict) else "absent"
+            if isinstance(got, dict) and got.get("error") and got.get("status"):
+                note += f": {got['error']}"
+        elif ref_device is None:
+            note = f"no reference for {context['device']}"
+        elif ref is None:
+            note = f"no reference figure for {section} on {ref_device.name}"
+        else:
+            note = f"reference {ref.value:g} {ref.unit} ({ref.source})"
+        fraction = value / ref.value if value is not None and ref is not None else None
+        rows.append(
+            BenchRow(
+                figure=section,
+                value=value,
+                unit=unit,
+                reference=ref.value if ref else None,
+                reference_source=ref.source if ref else None,
+                fraction=fraction,
+                note=note,
+                **context,
+            )
+        )
+    return rows
+
+
+def table(rows: list[BenchRow]) -> str:
+    """Markdown: figure, value, reference, fraction, note."""
+    lines = ["| Figure | Value | Reference | Fraction | Note |", "|---|---|---|---|---|"]
+    for r in rows:
+        value = f"{r.value:.1f} {r.unit}" if r.value is not None else "—"
+        ref = f"{r.reference:g} {r.unit}" if r.reference is not None else "—"
+        frac = f"{r.fraction:.0%}" if r.fraction is not None else "—"
+        lines.append(f"| {r.figure} | {value} | {ref} | {frac} | {r.note.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- running the payload -------------------------------------------------------------------------------------
+
+
+def payload_sha256() -> str:
+    return hashlib.sha256(PAYLOAD.read_bytes()).hexdigest()
+
+
+def _archive(files: Mapping[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        directory = tarfile.TarInfo(BENCH_DIR.lstrip("/"))
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(directory)
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"{BENCH_DIR.lstrip('/')}/{name}")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def bench_command(*, quick: bool) -> list[str]:
+    return [f"{BENCH_DIR}/bench.py", "--json", *(["--quick"] if quick else [])]
+
+
+def run_bench(
+    client: DockerClient,
+    image_ref: str,
+    *,
+    gpus: bool,
+    quick: bool,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    python: str = "python3",
+) -> dict[str, Any]:
+    """Run the payload in `image_ref` and return its JSON object; BenchError if it cannot.
+
+    GPUs are requested (every one, DeviceRequest) only when `gpus`; without them the payload says "no GPU".
+    """
+    extra: dict[str, Any] = {}
+    if gpus:
+        extra["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    try:
+        container = client.containers.create(
+            image_ref,
+            entrypoint=[python],
+            command=bench_command(quick=quick),
+            network_mode="none",  # NCCL between local ranks uses loopback and shared memory only
+            shm_size=SHM_SIZE,
+            labels={"air-fleet.bench": image_ref},
+            **extra,
+        )
+    except docker.errors.APIError as exc:
+        raise BenchError(f"{image_ref}: cannot create the benchmark container: {_one_line(exc)}") from None
+    try:
+        return _run_container(container, image_ref, timeout)
+    finally:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)
+
+
+def _run_container(container: Any, image_ref: str, timeout: float) -> dict[str, Any]:
+    try:
+        container.put_archive("/", _archive({"bench.py": PAYLOAD.read_bytes()}))
+        container.start()
+    except docker.errors.APIError as exc:
+        raise BenchError(f"{image_ref}: the benchmark did not start: {_one_line(exc)}") from None
+    try:
+        exit_status = int(container.wait(timeout=timeout).get("StatusCode", -1))
+    except Exception as exc:  # the HTTP read timeout or a lost engine
+        raise BenchError(f"{image_ref}: no answer from the benchmark within {timeout:g} s ({_one_line(exc)})") from None
+    try:
+        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+    except docker.errors.APIError as exc:
+        raise BenchError(f"{image_ref}: cannot read the benchmark's output: {_one_line(exc)}") from None
+    return parse_output(image_ref, exit_status, stdout, stderr)
+
+
+def parse_output(image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The payload's JSON object: the last non-empty stdout line (anything before it is noise)."""
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    try:
+        out = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        out = None
+    if not isinstance(out, dict):
+        tail = (stderr or stdout).strip()[-TAIL_CHARS:]
+        raise BenchError(f"{image_ref}: the benchmark printed no JSON object (exit status {exit_status}): {tail}")
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
+
+
+# -- records ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchResult:
+    slug: str
+    ref: str
+    digest: str  # the cell's content digest: the figures belong to this build only
+    gpus: bool
+    quick: bool
+    status: str  # the payload's: measured | no GPU | error (also: the benchmark could not run)
+    output: dict[str, Any]
+    rows: list[BenchRow]
+    error: str | None = None
+    seconds: float = 0.0
+    bench_sha256: str = field(default_factory=payload_sha256)
+    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def record(self) -> dict[str, Any]:
+        """results/<profile>/bench/<slug>.json: the payload's object as printed, and the compared rows."""
+        return asdict(self)
+
+
+def bench_image(
+    client: DockerClient,
+    slug: str,
+    ref: str,
+    digest: str,
+    *,
+    gpus: bool,
+    quick: bool,
+    reference: Reference | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    python: str = "python3",
+) -> BenchResult:
+    """Benchmark one image and compare; never raises BenchError (the result says what failed)."""
+    started = time.monotonic()
+    reference = load_reference() if reference is None else reference
+    result = BenchResult(slug, ref, digest, gpus, quick, "error", {}, [])
+    try:
+        result.output = run_bench(client, ref, gpus=gpus, quick=quick, timeout=timeout, python=python)
+        result.status = str(result.output.get("status"))
+    except BenchError as exc:
+        result.error = str(exc)
+    result.rows = compare(result.output, reference)
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def write_bench_record(results_dir: Path, profile: str, result: BenchResult) -> Path:
+    path = record_path(results_dir, profile, STEP, result.slug)
+    write_record(path, result.record())
+    return path
