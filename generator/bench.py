@@ -9,24 +9,19 @@ Records: results/<profile>/bench/<slug>.json (`bench_record`, `write_bench_recor
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
-import json
 import re
-import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import yaml
 from docker import DockerClient
-from docker.types import DeviceRequest
 
 from generator.errors import FleetError
+from generator.payloadrun import Payload, parse_answer, run_payload
 from generator.results import record_path, write_record
 
 STEP = "bench"
@@ -35,7 +30,6 @@ REFERENCE = Path(__file__).parent / "knowledge" / "gpu_reference.yaml"
 BENCH_DIR = "/air-fleet-bench"
 DEFAULT_TIMEOUT_S = 900  # full sizes on 8 GPUs: import, six sections, NCCL process start-up
 SHM_SIZE = "16g"  # NCCL between processes of one node goes through /dev/shm; Docker's default is 64 MiB
-TAIL_CHARS = 2000
 NO_GPU = "no GPU: nothing measured"
 
 # (result section, key in it, reference figure name, unit)
@@ -54,6 +48,9 @@ class BenchError(FleetError):
 
 
 # -- reference figures -------------------------------------------------------------------------------------
+
+
+_BENCH = Payload("benchmark", BENCH_DIR, BenchError, "printed no JSON object")
 
 
 @dataclass(frozen=True)
@@ -194,19 +191,6 @@ def payload_sha256() -> str:
     return hashlib.sha256(PAYLOAD.read_bytes()).hexdigest()
 
 
-def _archive(files: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        directory = tarfile.TarInfo(BENCH_DIR.lstrip("/"))
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"{BENCH_DIR.lstrip('/')}/{name}")
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 def bench_command(*, quick: bool) -> list[str]:
     return [f"{BENCH_DIR}/bench.py", "--json", *(["--quick"] if quick else [])]
 
@@ -223,63 +207,25 @@ def run_bench(
     """Run the payload in `image_ref` and return its JSON object; BenchError if it cannot.
 
     GPUs are requested (every one, DeviceRequest) only when `gpus`; without them the payload says "no GPU".
+    NCCL between local ranks uses loopback and shared memory only: no network, a large /dev/shm.
     """
-    extra: dict[str, Any] = {}
-    if gpus:
-        extra["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    try:
-        container = client.containers.create(
-            image_ref,
-            entrypoint=[python],
-            command=bench_command(quick=quick),
-            network_mode="none",  # NCCL between local ranks uses loopback and shared memory only
-            shm_size=SHM_SIZE,
-            labels={"air-fleet.bench": image_ref},
-            **extra,
-        )
-    except docker.errors.APIError as exc:
-        raise BenchError(f"{image_ref}: cannot create the benchmark container: {_one_line(exc)}") from None
-    try:
-        return _run_container(container, image_ref, timeout)
-    finally:
-        with contextlib.suppress(docker.errors.APIError):
-            container.remove(force=True)
-
-
-def _run_container(container: Any, image_ref: str, timeout: float) -> dict[str, Any]:
-    try:
-        container.put_archive("/", _archive({"bench.py": PAYLOAD.read_bytes()}))
-        container.start()
-    except docker.errors.APIError as exc:
-        raise BenchError(f"{image_ref}: the benchmark did not start: {_one_line(exc)}") from None
-    try:
-        exit_status = int(container.wait(timeout=timeout).get("StatusCode", -1))
-    except Exception as exc:  # the HTTP read timeout or a lost engine
-        raise BenchError(f"{image_ref}: no answer from the benchmark within {timeout:g} s ({_one_line(exc)})") from None
-    try:
-        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-    except docker.errors.APIError as exc:
-        raise BenchError(f"{image_ref}: cannot read the benchmark's output: {_one_line(exc)}") from None
-    return parse_output(image_ref, exit_status, stdout, stderr)
+    return run_payload(
+        client,
+        image_ref,
+        _BENCH,
+        python=python,
+        files={"bench.py": PAYLOAD.read_bytes()},
+        args=bench_command(quick=quick),
+        gpus=gpus,
+        timeout=timeout,
+        labels={"air-fleet.bench": image_ref},
+        shm_size=SHM_SIZE,
+    )
 
 
 def parse_output(image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
     """The payload's JSON object: the last non-empty stdout line (anything before it is noise)."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    try:
-        out = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        out = None
-    if not isinstance(out, dict):
-        tail = (stderr or stdout).strip()[-TAIL_CHARS:]
-        raise BenchError(f"{image_ref}: the benchmark printed no JSON object (exit status {exit_status}): {tail}")
-    return out
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
+    return parse_answer(_BENCH, image_ref, exit_status, stdout, stderr)
 
 
 # -- records ---------------------------------------------------------------------------------------------------

@@ -13,12 +13,9 @@ it works on images built before the probe existed, and the payload always matche
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import re
-import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import docker.errors
 from docker import DockerClient
-from docker.types import DeviceRequest
 from packaging.version import InvalidVersion, Version
 
 from generator import paths
@@ -35,6 +31,7 @@ from generator.compat import FAIL, NA, OK, WARN, Check, needs_efa_block, needs_i
 from generator.errors import FleetError
 from generator.facts import Knowledge, minor
 from generator.model import Cell, Extension
+from generator.payloadrun import Payload, archive, one_line, parse_answer, run_payload
 from generator.results import record_path, write_record
 
 if TYPE_CHECKING:
@@ -47,7 +44,6 @@ PROBE_DIR = "/air-fleet-probe"  # where the payload and its expect.json are copi
 DEFAULT_TIMEOUT_S = 300  # importing torch and every extension: seconds on a healthy image
 STAND_IN_LABEL = "air-fleet.sandbox"  # set by the sandbox's stand-in bases, inherited by every image on them
 NOT_MEASURED = "not measured: no GPU on this machine"
-TAIL_CHARS = 2000
 
 Facts = Mapping[str, Any]
 
@@ -57,6 +53,9 @@ class ProbeError(FleetError):
 
 
 # -- expectations ---------------------------------------------------------------------------------------
+
+
+_PROBE = Payload("probe", PROBE_DIR, ProbeError, "printed no facts")
 
 
 @dataclass(frozen=True)
@@ -129,79 +128,31 @@ def payload_sha256() -> str:
 
 
 def _archive(files: Mapping[str, bytes]) -> bytes:
-    """A tar of PROBE_DIR holding `files`, for put_archive at "/" (root exists in every image)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        directory = tarfile.TarInfo(PROBE_DIR.lstrip("/"))
-        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
-        tar.addfile(directory)
-        for name, data in files.items():
-            info = tarfile.TarInfo(f"{PROBE_DIR.lstrip('/')}/{name}")
-            info.size, info.mode = len(data), 0o644  # readable by an image's non-root user too
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    """A tar of PROBE_DIR holding `files`, for put_archive at "/"."""
+    return archive(PROBE_DIR, files)
 
 
 def run_probe(
     client: DockerClient, image_ref: str, cell: Cell, *, gpus: bool, timeout: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
     """Run the payload in `image_ref` with the cell's Python and return its facts; ProbeError if it cannot."""
-    extra: dict[str, Any] = {}
-    if gpus:
-        extra["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    try:
-        container = client.containers.create(
-            image_ref,
-            entrypoint=[cell.python_path],
-            command=[f"{PROBE_DIR}/probe.py", f"{PROBE_DIR}/expect.json"],
-            network_mode="none",  # the probe needs nothing from outside; an image must not phone home here
-            labels={"air-fleet.probe": cell.slug},
-            **extra,
-        )
-    except docker.errors.APIError as exc:
-        raise ProbeError(f"{image_ref}: cannot create the probe container: {_one_line(exc)}") from None
-    try:
-        return _run_container(container, image_ref, cell, timeout)
-    finally:
-        with contextlib.suppress(docker.errors.APIError):  # already gone: nothing to clean
-            container.remove(force=True)
-
-
-def _run_container(container: Any, image_ref: str, cell: Cell, timeout: float) -> dict[str, Any]:
-    payload = {"probe.py": PAYLOAD.read_bytes(), "expect.json": json.dumps(expect_json(cell), indent=2).encode()}
-    try:
-        container.put_archive("/", _archive(payload))
-        container.start()  # an APIError here: e.g. the cell's python_path is not in the image
-    except docker.errors.APIError as exc:
-        raise ProbeError(f"{image_ref}: the probe did not start: {_one_line(exc)}") from None
-    try:
-        exit_status = int(container.wait(timeout=timeout).get("StatusCode", -1))
-    except Exception as exc:  # the HTTP read timeout (requests') or a lost engine: either way no facts
-        raise ProbeError(f"{image_ref}: no answer from the probe within {timeout:g} s ({_one_line(exc)})") from None
-    try:
-        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-    except docker.errors.APIError as exc:
-        raise ProbeError(f"{image_ref}: cannot read the probe's output: {_one_line(exc)}") from None
-    return _parse(image_ref, exit_status, stdout, stderr)
+    files = {"probe.py": PAYLOAD.read_bytes(), "expect.json": json.dumps(expect_json(cell), indent=2).encode()}
+    return run_payload(
+        client,
+        image_ref,
+        _PROBE,
+        python=cell.python_path,
+        files=files,
+        args=[f"{PROBE_DIR}/probe.py", f"{PROBE_DIR}/expect.json"],
+        gpus=gpus,
+        timeout=timeout,
+        labels={"air-fleet.probe": cell.slug},
+    )
 
 
 def _parse(image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
     """The facts: the last stdout line is the payload's JSON object (anything before it is noise)."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    try:
-        facts = json.loads(lines[-1]) if lines else None
-    except ValueError:
-        facts = None
-    if not isinstance(facts, dict):
-        tail = (stderr or stdout).strip()[-TAIL_CHARS:]
-        raise ProbeError(f"{image_ref}: the probe printed no facts (exit status {exit_status}): {tail}")
-    return facts
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
+    return parse_answer(_PROBE, image_ref, exit_status, stdout, stderr)
 
 
 # -- judging ----------------------------------------------------------------------------------------------
@@ -498,7 +449,7 @@ def judge(cell: Cell, facts: object, expected: Expectations | None = None) -> li
         try:
             rows.append(check(cell, facts, expected))
         except Exception as exc:  # malformed facts: a FAIL that says what could not be read
-            rows.append(Check(check_id, title, FAIL, f"unreadable probe facts: {type(exc).__name__}: {_one_line(exc)}"))
+            rows.append(Check(check_id, title, FAIL, f"unreadable probe facts: {type(exc).__name__}: {one_line(exc)}"))
     errors = _probe_errors(cell, facts, expected)
     return [*rows, errors] if errors else rows
 
@@ -558,7 +509,7 @@ def probe_image(
         result.facts = run_probe(client, ref, cell, gpus=gpus, timeout=timeout)
         result.checks = [_image_check(labels, digest), *judge(cell, result.facts, expected)]
     except (ProbeError, docker.errors.APIError) as exc:  # the engine refused something: this cell FAILs
-        result.error = str(exc) if isinstance(exc, ProbeError) else f"{ref}: {_one_line(exc)}"
+        result.error = str(exc) if isinstance(exc, ProbeError) else f"{ref}: {one_line(exc)}"
         result.checks = [Check("probe", "Probe", FAIL, result.error)]
     result.status = worst([c.status for c in result.checks])
     result.seconds = round(time.monotonic() - started, 2)
@@ -573,7 +524,7 @@ def _image(client: DockerClient, ref: str) -> Any:
     try:
         return client.images.pull(ref)
     except docker.errors.APIError as exc:
-        raise ProbeError(f"{ref}: not built (not local, not in the registry: {_one_line(exc)})") from None
+        raise ProbeError(f"{ref}: not built (not local, not in the registry: {one_line(exc)})") from None
 
 
 def _image_check(labels: Mapping[str, str], digest: str) -> Check:
