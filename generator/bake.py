@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from generator.atomic import write_if_changed
 from generator.compat import FAIL
 from generator.errors import FleetError
 from generator.render import RenderedCell
@@ -138,21 +137,5 @@ def dumps(data: dict[str, Any]) -> str:
 
 
 def write_bake(path: Path, data: dict[str, Any]) -> bool:
-    """Write the bake file if its bytes change (temp file + rename: never half a file); True if written."""
-    blob = dumps(data).encode("utf-8")
-    try:
-        if path.read_bytes() == blob:
-            return False  # unchanged: keep the mtime, so Make and watchers stay quiet
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the bake file is an ordinary readable file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
+    """Write the bake file if its bytes change (atomically); True if written."""
+    return write_if_changed(path, dumps(data).encode("utf-8"))

@@ -4,10 +4,10 @@ push, publish) and later runs read what happened instead of keeping it in memory
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from generator.atomic import write_atomic
 
 
 def record_path(results: Path, profile: str, step: str, slug: str) -> Path:
@@ -16,12 +16,7 @@ def record_path(results: Path, profile: str, step: str, slug: str) -> Path:
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Atomic write: a reader never sees half a record, even if the run is killed mid-write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    Path(tmp).replace(path)
+    write_atomic(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -36,6 +36,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from generator import paths
+from generator.atomic import write_if_changed
 from generator.errors import FleetError
 from generator.model import Artifact
 
@@ -611,21 +612,5 @@ def lock_bytes(entries: dict[str, Locked]) -> bytes:
 
 
 def write_lock(path: Path, entries: dict[str, Locked]) -> bool:
-    """Write the lock file when its bytes change (temp file + rename, mode 0644); whether it changed."""
-    data = lock_bytes(entries)
-    try:
-        if path.read_bytes() == data:
-            return False  # an unchanged lock keeps its mtime: Make and git stay quiet
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        Path(name).chmod(0o644)
-        Path(name).replace(path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return True
+    """Write the lock file when its bytes change (atomically, mode 0644); whether it changed."""
+    return write_if_changed(path, lock_bytes(entries))

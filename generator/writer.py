@@ -8,12 +8,11 @@ the generator did not make are never touched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator.atomic import write_atomic
 from generator.render import HEADER
 
 STAGED_DIRS = ("wheels",)  # filled by fetch, ignored by git: never "stale"
@@ -81,7 +80,7 @@ def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:
             if change.path.parent not in made:
                 change.path.parent.mkdir(parents=True, exist_ok=True)
                 made.add(change.path.parent)
-            _atomic_write(change.path, desired[change.path.relative_to(out).as_posix()])
+            write_atomic(change.path, desired[change.path.relative_to(out).as_posix()])
         elif change.path.is_dir():
             shutil.rmtree(change.path)
         else:
@@ -89,16 +88,3 @@ def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:
             parent = change.path.parent
             if parent != out and parent.is_dir() and not any(parent.iterdir()):
                 parent.rmdir()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, then rename: readers see the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; generated files are ordinary readable files
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -16,8 +16,6 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import paths
+from generator.atomic import write_atomic
 from generator.registration.base import DIGEST, PROFILE, RegisterError, Target
 
 SCHEMA = 1
@@ -114,24 +113,5 @@ class Ledger:
 
     def _write(self, entries: dict[str, Entry]) -> None:
         doc = {"schema": SCHEMA, "images": {digest: asdict(entries[digest]) for digest in sorted(entries)}}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())  # the bytes are on disk before the rename makes them the ledger
-            Path(tmp).replace(self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself is durable only once the directory is synced.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        data = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        write_atomic(self.path, data, durable=True)  # on disk before anyone trusts it: a lost one re-registers
