@@ -32,6 +32,7 @@ from generator.errors import FleetError
 from generator.facts import Knowledge, minor
 from generator.model import Cell, Extension
 from generator.payloadrun import Payload, archive, one_line, parse_answer, run_payload
+from generator.render import expect_json
 from generator.results import record_path, write_record
 
 if TYPE_CHECKING:
@@ -95,23 +96,6 @@ def expectations_for(cell: Cell, facts: Knowledge, *, gpus: bool, stand_in: bool
         min_driver=min_driver,
         stand_in=stand_in,
     )
-
-
-def expect_json(cell: Cell) -> dict[str, Any]:
-    """The payload's input: the fleet's expect.json format, with every extension (pip ones have no import)."""
-    return {
-        "cell": cell.slug,
-        "torch": cell.torch,
-        "torch_cuda": cell.torch_cuda,
-        "cxx11_abi": cell.abi,
-        "extensions": [
-            {"name": e.name, "version": e.version, "import": e.import_name, "native_module": e.native_module}
-            for e in cell.extensions
-        ],
-    }
-
-
-# -- running the payload ---------------------------------------------------------------------------------
 
 
 def detect_gpus(client: DockerClient) -> bool:

@@ -129,7 +129,7 @@ class Renderer:
         context_files = {
             ".dockerignore": DOCKERIGNORE,
             "requirements.txt": self._requirements(cell),
-            "fleet/expect.json": _json(self._expect(cell)),
+            "fleet/expect.json": _json({"_generated": HEADER, **expect_json(cell)}),
             "fleet/smoke.py": self.smoke,
             "fleet/probe.py": self.probe,
         }
@@ -203,21 +203,6 @@ class Renderer:
         return "\n".join(lines) + "\n"
 
     @staticmethod
-    def _expect(cell: Cell) -> dict[str, Any]:
-        return {
-            "_generated": HEADER,
-            "cell": cell.slug,
-            "torch": cell.torch,
-            "torch_cuda": cell.torch_cuda,
-            "cxx11_abi": cell.abi,
-            "extensions": [
-                {"name": e.name, "version": e.version, "import": e.import_name, "native_module": e.native_module}
-                for e in cell.extensions
-                if e.import_name
-            ],
-        }
-
-    @staticmethod
     def _digest(cell: Cell, dockerfile: str, context_files: dict[str, str]) -> str:
         payload = {
             "dockerfile": instructions(dockerfile),
@@ -285,6 +270,21 @@ class Renderer:
             "checks": [{"id": c.id, "title": c.title, "status": c.status, "detail": c.detail} for c in checks],
             "files": files,
         }
+
+
+def expect_json(cell: Cell) -> dict[str, Any]:
+    """What the in-image smoke test and probe compare against: torch, its ABI, every extension (pip ones
+    have no import name and are checked by version only)."""
+    return {
+        "cell": cell.slug,
+        "torch": cell.torch,
+        "torch_cuda": cell.torch_cuda,
+        "cxx11_abi": cell.abi,
+        "extensions": [
+            {"name": e.name, "version": e.version, "import": e.import_name, "native_module": e.native_module}
+            for e in cell.extensions
+        ],
+    }
 
 
 def artifacts(cell: Cell) -> list[Artifact]:

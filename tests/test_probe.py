@@ -34,12 +34,12 @@ from generator.probe import (
     ProbeResult,
     _archive,
     _parse,
-    expect_json,
     expectations_for,
     judge,
     report,
 )
 from generator.profiles import load_profile
+from generator.render import expect_json
 from tests.conftest import build_matrix
 
 GPU_ROWS = ("driver", "cuda", "nccl")
