@@ -20,6 +20,7 @@ from generator.fleet import Fleet, desired_files, failure_error
 from generator.paths import ROOT
 from generator.pipeline import run_build, run_lock, stage_cell, summary, write_images
 from generator.profiles import available, load_profile
+from generator.progress import to_stderr
 from generator.render import RenderedCell, cell_summary
 from generator.tables import table
 from generator.writer import Change, apply, plan
@@ -458,9 +459,7 @@ def cmd_probe(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.probe import probe_cells, report
 
     selected = [r for r in _selected(fleet, args.cells) if r.status != FAIL]  # FAILing cells are never built
-    results = probe_cells(
-        fleet, selected, gpus=args.gpus, timeout=args.timeout, say=lambda line: print(line, file=sys.stderr, flush=True)
-    )
+    results = probe_cells(fleet, selected, gpus=args.gpus, timeout=args.timeout, say=to_stderr)
     if args.json:
         _print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from generator.dockerclient import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet, desired_files
 from generator.locking import requests_for, unlocked
-from generator.progress import Progress
+from generator.progress import Progress, to_stderr
 from generator.render import RenderedCell, artifacts
 from generator.results import record_path, write_record
 from generator.runlock import hold
@@ -23,10 +22,6 @@ from generator.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, 
 from generator.writer import apply, plan
 
 Say = Callable[[str], object]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 # -- lock -------------------------------------------------------------------------------------------------
@@ -39,7 +34,7 @@ class LockOutcome:
     failures: list[str]
 
 
-def run_lock(fleet: Fleet, say: Say = _stderr) -> LockOutcome:
+def run_lock(fleet: Fleet, say: Say = to_stderr) -> LockOutcome:
     """Resolve every file of every cell into the profile's lock; keep what is already locked.
 
     URL files are locked one by one so one unreachable host does not hide the others; the package

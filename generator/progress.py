@@ -12,6 +12,11 @@ import time
 from typing import TextIO
 
 
+def to_stderr(line: str) -> None:
+    """The default `progress` callback of the pipeline steps: one flushed line on stderr (stdout is data)."""
+    print(line, file=sys.stderr, flush=True)
+
+
 class Progress:
     def __init__(self, total: int, stream: TextIO | None = None, quiet: bool = False) -> None:
         self.total = total

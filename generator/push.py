@@ -27,7 +27,6 @@ import datetime
 import json
 import os
 import re
-import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -43,6 +42,7 @@ from docker import DockerClient
 
 from generator import paths
 from generator.errors import FleetError
+from generator.progress import to_stderr
 from generator.render import RenderedCell
 from generator.results import read_record, record_path, write_record
 from generator.tables import table
@@ -76,10 +76,6 @@ REDACTED = "***"
 DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 Say = Callable[[str], None]
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 # -- what is pushed ---------------------------------------------------------------------------------------
@@ -241,7 +237,7 @@ def push(
     results: Path | None = None,
     attempts: int = 4,
     backoff_s: float = 1.0,
-    progress: Say = _stderr,
+    progress: Say = to_stderr,
     creds: Credentials | None = None,
     env: Mapping[str, str] | None = None,
     sleep: Callable[[float], object] = time.sleep,
@@ -490,7 +486,7 @@ def run_push(
     selected: list[RenderedCell],
     *,
     atomic: bool,
-    progress: Say = _stderr,
+    progress: Say = to_stderr,
     date: datetime.date | None = None,
     wait: bool = True,
 ) -> list[PushResult]:

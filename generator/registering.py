@@ -6,19 +6,15 @@ the registry's manifest digest of the immutable tag, which only the push knows.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from generator import paths
+from generator.progress import to_stderr
 from generator.registration import FAILED, Ledger, Outcome, Target, pick_adapter, register
 from generator.render import RenderedCell
 from generator.results import read_record, record_path, write_record
 
 STEP = "register"
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def target_for(rendered: RenderedCell, profile: str, results: Path) -> Target | str:
@@ -55,7 +51,7 @@ def run_register(
             outcomes.append(Outcome(rendered.cell.slug, rendered.ref, FAILED, found, 0, 0.0, "-"))
     if targets:
         adapter = pick_adapter(cli, workspace, scope=scope, key=key, timeout_minutes=timeout_minutes)
-        outcomes += register(targets, adapter, Ledger.for_profile(workspace), progress=_stderr, force=force)
+        outcomes += register(targets, adapter, Ledger.for_profile(workspace), progress=to_stderr, force=force)
     for outcome in outcomes:
         write_record(record_path(results, profile, STEP, outcome.slug), outcome.as_record())
     order = {r.cell.slug: r.cell.index for r in selected}
