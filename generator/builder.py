@@ -41,6 +41,7 @@ class BuildResult:
     digest: str
     image_id: str | None = None
     size: int | None = None
+    created: str | None = None  # the image's own creation time (the engine's), also for "up to date" ones
     seconds: float = 0.0
     where: str | None = None  # for "up to date": local | registry
     log: str | None = None
@@ -199,6 +200,7 @@ class Builder:
         image = self.client.images.get(result.ref)
         result.image_id = image.id
         result.size = int(image.attrs.get("Size", 0))
+        result.created = image.attrs.get("Created")
 
 
 class BuildFailed(Exception):
