@@ -1,0 +1,239 @@
+"""What is known about every cell, in one row each: the matrix's answers plus the records of what happened.
+
+The compatibility page (`publish`) is written from these rows, and so is its JSON. A row joins:
+- the rendered cell (versions, checks, air.yaml, COMPAT table): always there;
+- the build, probe, GPU probe, bench, push and register records under results/<profile>/: each trusted only
+  when it is for the cell's current content digest. A record for another build is reported as stale, never
+  shown as if it were about this image;
+- the registration ledgers under <state>/register/ (any workspace profile), by the pushed manifest digest.
+
+Nothing here talks to Docker or a registry: the page can be rendered anywhere the records were copied to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.render import RenderedCell, cell_summary
+from generator.results import read_record, record_path
+
+SCHEMA = 1
+# The steps whose records a row reads. The GPU probe is the same probe, run on a GPU runner; its record
+# is kept apart (CI copies it to gpu-probe/) and wins over the build pool's CPU-only probe.
+STEPS = ("build", "probe", "gpu-probe", "bench", "push", "register")
+
+NOT_RUN = "not run"
+STALE = "stale"
+NO_GPU_MEASURED = "no GPU measured"
+# Every section has the same keys whatever is known, so the JSON has one shape for consumers.
+EMPTY_PROBE: dict[str, Any] = {
+    "status": NOT_RUN,
+    "detail": "",
+    "gpu": False,
+    "at": None,
+    "devices": [],
+    "checks": [],
+    "packages": [],
+    "python": None,
+    "torch": None,
+}
+EMPTY_BENCH: dict[str, Any] = {
+    "status": NOT_RUN,
+    "detail": "",
+    "measured": False,
+    "device": None,
+    "quick": False,
+    "at": None,
+    "figures": [],
+}
+EMPTY_PUSH: dict[str, Any] = {
+    "status": NOT_RUN,
+    "detail": "",
+    "repository": None,
+    "tags": [],
+    "repo_digest": None,
+    "at": None,
+}
+
+
+@dataclass(frozen=True)
+class Records:
+    """Where the records are: results/<profile>/<step>/<slug>.json and the registration ledgers."""
+
+    results: Path
+    profile: str
+    ledgers: Path  # <state>/register: one JSON file per workspace profile
+
+    def read(self, step: str, slug: str) -> dict[str, Any] | None:
+        return read_record(record_path(self.results, self.profile, step, slug))
+
+    def registrations(self) -> dict[str, dict[str, Any]]:
+        """manifest digest -> ledger entry (with its workspace profile), over every ledger file."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.ledgers.glob("*.json")) if self.ledgers.is_dir() else []:
+            try:
+                images = json.loads(path.read_text(encoding="utf-8")).get("images", {})
+            except (OSError, ValueError, AttributeError):
+                continue  # `register` refuses an unreadable ledger; the page only loses that column
+            for digest, entry in images.items() if isinstance(images, dict) else []:
+                if isinstance(entry, dict):
+                    found[str(digest)] = {**entry, "workspace": path.stem}
+        return found
+
+
+def _current(record: dict[str, Any] | None, digest: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record if it is about this build, else None; why not)."""
+    if record is None:
+        return None, None
+    if record.get("digest") != digest:
+        other = str(record.get("digest") or "?").removeprefix("sha256:")[:12]
+        return None, f"{STALE}: the record is for another build ({other})"
+    return record, None
+
+
+def _build(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    if record is None:
+        return {"status": STALE if why else NOT_RUN, "detail": why or "no build record", "size": None, "built_at": None}
+    status = str(record.get("status"))
+    size = record.get("size")
+    return {
+        "status": status,
+        "detail": record.get("error") or (f"up to date ({record.get('where')})" if record.get("where") else status),
+        "size": size if isinstance(size, int) and size > 0 else None,
+        # The image's own creation time when known; an "up to date" record's finish time is not a build date.
+        "built_at": record.get("created") or (record.get("finished_at") if status == "built" else None),
+    }
+
+
+def _probe(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    record = gpu if gpu is not None else cpu
+    if record is None:
+        return {**EMPTY_PROBE, "status": STALE if why else NOT_RUN, "detail": why or "never probed"}
+    facts = record.get("facts") if isinstance(record.get("facts"), dict) else {}
+    assert isinstance(facts, dict)
+    torch = facts.get("torch") if isinstance(facts.get("torch"), dict) else {}
+    assert isinstance(torch, dict)
+    devices = [d.get("name") for d in torch.get("devices") or [] if isinstance(d, dict) and d.get("name")]
+    return {
+        "status": str(record.get("status")),
+        "detail": record.get("error") or ("on a GPU runner" if record.get("gpus") else "no GPU: GPU rows not measured"),
+        "gpu": bool(record.get("gpus")),
+        "at": record.get("finished_at"),
+        "devices": devices,
+        "checks": [c for c in record.get("checks") or [] if isinstance(c, dict)],
+        "packages": sorted(str(d) for d in facts.get("distributions") or []),
+        "python": (facts.get("python") or {}).get("version") if isinstance(facts.get("python"), dict) else None,
+        "torch": torch.get("version"),
+    }
+
+
+def _bench(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    if record is None:
+        return {**EMPTY_BENCH, "status": STALE if why else NOT_RUN, "detail": why or "never benchmarked"}
+    status = str(record.get("status"))
+    figures = [r for r in record.get("rows") or [] if isinstance(r, dict)]
+    measured = status == "measured" and any(r.get("value") is not None for r in figures)
+    device = next((r.get("device") for r in figures if r.get("device")), None)
+    if measured:
+        detail = f"on {device}" + (" (quick run)" if record.get("quick") else "")
+    elif status == "no GPU":
+        detail = NO_GPU_MEASURED
+    else:
+        detail = record.get("error") or f"{status}: nothing measured"
+    return {
+        "status": status,
+        "detail": detail,
+        "measured": measured,
+        "device": device,
+        "quick": bool(record.get("quick")),
+        "at": record.get("finished_at"),
+        "figures": figures if measured else [],
+    }
+
+
+def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    if record is None or record.get("status") != "pushed":
+        detail = why or (record.get("reason") if record else None) or "never pushed"
+        status = (STALE if why else NOT_RUN) if record is None else str(record.get("status"))
+        return {**EMPTY_PUSH, "status": status, "detail": detail}
+    return {
+        "status": "pushed",
+        "detail": f"{record.get('repository')}",
+        "repository": record.get("repository"),
+        "tags": [str(t) for t in record.get("tags") or []],
+        "repo_digest": record.get("repo_digest"),
+        "at": record.get("pushed_at"),
+    }
+
+
+def _registration(
+    record: dict[str, Any] | None, push: dict[str, Any], ref: str, ledgers: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    entry = ledgers.get(str(push.get("repo_digest"))) if push["status"] == "pushed" else None
+    if entry is not None and entry.get("ref") == ref:
+        return {
+            "status": "registered",
+            "detail": f"in workspace profile {entry['workspace']} by {entry.get('cli')}",
+            "at": entry.get("registered_at"),
+        }
+    if record is not None and record.get("ref") == ref:  # the last attempt, when the ledger has nothing
+        return {"status": str(record.get("status")), "detail": str(record.get("detail") or ""), "at": None}
+    return {"status": "not registered", "detail": "no registration of this image", "at": None}
+
+
+def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Everything the page says about one cell."""
+    cell, digest, slug = rendered.cell, rendered.digest, rendered.cell.slug
+    build, build_why = _current(records.read("build", slug), digest)
+    cpu, cpu_why = _current(records.read("probe", slug), digest)
+    gpu, _ = _current(records.read("gpu-probe", slug), digest)
+    bench, bench_why = _current(records.read("bench", slug), digest)
+    push_record, push_why = _current(records.read("push", slug), digest)
+    push = _push(push_record, push_why)
+    return {
+        **cell_summary(cell),
+        "digest": digest,
+        "tag": rendered.tag,
+        "ref": rendered.ref,
+        "checks": {
+            "status": rendered.status,
+            "items": [{"id": c.id, "title": c.title, "status": c.status, "detail": c.detail} for c in rendered.checks],
+        },
+        "build": _build(build, build_why),
+        "probe": _probe(cpu, gpu, cpu_why),
+        "bench": _bench(bench, bench_why),
+        "push": push,
+        "registration": _registration(records.read("register", slug), push, rendered.ref, ledgers),
+        "air_yaml": rendered.files["air.yaml"].decode("utf-8"),
+    }
+
+
+def catalogue(rendered: Iterable[RenderedCell], records: Records, *, generated_at: str) -> dict[str, Any]:
+    """The page's data: one row per cell, in matrix order, and what the page was made from."""
+    ledgers = records.registrations()
+    rows = [row(r, records, ledgers) for r in rendered]
+    return {
+        "schema": SCHEMA,
+        "profile": records.profile,
+        "generated_at": generated_at,
+        "cells": rows,
+        "counts": counts(rows),
+    }
+
+
+def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """The headline: how many cells, and how many of them are known to work."""
+    return {
+        "cells": len(rows),
+        "checks_fail": sum(r["checks"]["status"] == "FAIL" for r in rows),
+        "built": sum(r["build"]["status"] in ("built", "up to date") for r in rows),
+        "probed_ok": sum(r["probe"]["status"] == "OK" for r in rows),
+        "probed_on_gpu": sum(r["probe"]["gpu"] for r in rows),
+        "benchmarked": sum(r["bench"]["measured"] for r in rows),
+        "pushed": sum(r["push"]["status"] == "pushed" for r in rows),
+        "registered": sum(r["registration"]["status"] in ("registered", "already registered") for r in rows),
+    }
