@@ -42,6 +42,7 @@ examples:
   python -m generator --profile sandbox build 3 'aws-*'   some cells only
   python -m generator --profile sandbox probe   run the probe in each image: the seed's table from real facts
   python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
+  python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
 file:line: key: why) or a service (Docker engine, registry) that cannot be reached; 130 interrupted
@@ -186,6 +187,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--json", action="store_true", help="print the whole plan as JSON")
 
+    s = sub.add_parser(
+        "publish",
+        help="write the compatibility-matrix page (HTML, Markdown, JSON) from the matrix and the run records",
+        description="One row per cell: its checks, and what the build, probe, benchmark, push and register "
+        "records say about the cell's current content digest (a record for another build is shown as stale). "
+        "Needs no Docker engine: it reads results/<profile>/ and the registration ledgers.",
+    )
+    _cells_arg(s)
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="default: results/<profile>/site (index.html, matrix.md, matrix.json)",
+    )
+
     s = sub.add_parser("bake", help="write docker-bake.json: one target per cell, for `docker buildx bake`")
     s.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: docker-bake.json (repo root)")
     s.add_argument(
@@ -197,7 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="also print the file")
 
     s = sub.add_parser("sandbox", help="the local Docker engine, registry and stand-in base images")
-    s.add_argument("action", choices=("up", "status", "down"), help="up: start (install if missing); down: stop")
+    s.add_argument(
+        "action",
+        choices=("up", "status", "down", "browser"),
+        help="up: start (install if missing); down: stop; browser: install Debian's chromium if missing (the "
+        "page's tests load it there) and print its path",
+    )
     s.add_argument("--json", action="store_true", help="machine-readable status")
     return p
 
@@ -561,6 +583,27 @@ def cmd_plan(fleet: Fleet, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.catalogue import Records, catalogue
+    from generator.publish import write_site
+
+    profile = fleet.profile.name
+    out = args.out if args.out is not None else paths.results_dir() / profile / "site"
+    records = Records(paths.results_dir(), profile, paths.state_dir() / "register")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = catalogue(_selected(fleet, args.cells), records, generated_at=stamp)
+    written = write_site(out, data)
+    n = data["counts"]
+    print(
+        f"{n['cells']} cells: {n['probed_ok']} probed OK ({n['probed_on_gpu']} on a GPU), {n['benchmarked']} "
+        f"benchmarked, {n['pushed']} pushed, {n['registered']} registered"
+    )
+    for path in written:
+        print(f"wrote {path}")
+    print(f"the page: {written[0].resolve().as_uri()}")
+    return 0
+
+
 def cmd_bake(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.bake import bake_file, dumps, write_bake
 
@@ -580,6 +623,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from generator.sandbox.bases import ensure_bases
 
     say = (lambda line: None) if args.json else print  # with --json, progress goes nowhere
+    if args.action == "browser":
+        path = services.browser(progress=say)
+        if args.json:
+            _print_json({"chromium": path})
+        else:
+            print(f"chromium: {path}")
+        return 0
     if args.action == "up":
         states = services.up(progress=say)
         stand_ins = [(s.ref, outcome) for s, outcome in ensure_bases(connect(), progress=say)]
@@ -615,4 +665,5 @@ COMMANDS = {
     "register": cmd_register,
     "plan": cmd_plan,
     "bake": cmd_bake,
+    "publish": cmd_publish,
 }

@@ -41,7 +41,12 @@ REGISTRY_WAIT_S = 30.0
 STOP_WAIT_S = 30.0  # dockerd gives running containers 15 s to stop before it exits
 POLL_S = 0.2
 PIDFILE_SLACK_S = 10.0  # most seconds between a child's start and its pidfile's mtime
-PACKAGES = {"dockerd": "docker.io", "docker-registry": "docker-registry", "debootstrap": "debootstrap"}
+PACKAGES = {
+    "dockerd": "docker.io",
+    "docker-registry": "docker-registry",
+    "debootstrap": "debootstrap",
+    "chromium": "chromium",  # the browser the page's tests load it in (not a service: nothing is started)
+}
 # Programs the sandbox starts live in sbin on Debian, which a non-root PATH often lacks.
 SYSTEM_BIN = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -156,6 +161,17 @@ def up(
         # The stand-in base images start from a Debian rootfs made by debootstrap: install it with the rest.
         _program("stand-in bases", "debootstrap", files, progress)
         return states
+
+
+def browser(state: Path | None = None, progress: Progress = print) -> str:
+    """The path of Debian's Chromium, installed when missing: the tests load the published page in it."""
+    files = _files(state)
+    try:
+        files.state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ServiceError(f"cannot create the sandbox state folder {files.state}: {exc.strerror}") from None
+    with _locked(files):  # one apt-get at a time with `up`
+        return _program("browser", "chromium", files, progress)
 
 
 def status(
