@@ -13,7 +13,7 @@ JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
-	lock build probe push
+	lock build probe bench push publish
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,12 +26,13 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 
-fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed
+fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed, its page published
 	$(GEN) generate
 	$(GEN) sandbox up
 	$(GEN) --profile sandbox build -j $(JOBS)
 	$(GEN) --profile sandbox probe
 	$(GEN) --profile sandbox push --atomic
+	$(GEN) --profile sandbox publish
 
 sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build the stand-in base images
 	$(GEN) sandbox up
@@ -57,6 +58,12 @@ probe: $(INSTALLED) ## run the probe inside every built image of $(PROFILE)
 push: $(INSTALLED) ## push $(PROFILE)'s images, all or nothing (only cells that built and probed OK)
 	$(GEN) --profile $(PROFILE) push --atomic
 
+bench: $(INSTALLED) ## GPU benchmarks in every built image of $(PROFILE) (a GPU runner's job; else "no GPU")
+	$(GEN) --profile $(PROFILE) bench
+
+publish: $(INSTALLED) ## the compatibility page of $(PROFILE) from its records (results/$(PROFILE)/site/)
+	$(GEN) --profile $(PROFILE) publish
+
 list: $(INSTALLED) ## list every cell of matrix.yaml
 	$(GEN) list
 
@@ -75,10 +82,11 @@ lint: $(INSTALLED) ## ruff, mypy, hadolint over the generated Dockerfiles
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint --config .hadolint.yaml images/*/Dockerfile
 
-test: $(INSTALLED) ## everything CI runs: lint, stale images/ check, the sandbox services, the test suite
+test: $(INSTALLED) ## everything CI runs: lint, stale images/ check, the sandbox services, a browser, the test suite
 	$(MAKE) --no-print-directory lint
 	$(GEN) generate --check
 	$(GEN) sandbox up
+	$(GEN) sandbox browser
 	$(VENV)/bin/pytest
 
 clean: ## remove the virtualenv, caches and run-time products (images/ is committed and stays)

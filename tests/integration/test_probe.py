@@ -24,6 +24,8 @@ import docker
 import docker.errors
 import pytest
 
+from generator.bench import bench_image, write_bench_record
+from generator.catalogue import NO_GPU_MEASURED, Records, catalogue
 from generator.compat import FAIL, NA, OK
 from generator.dockerclient import connect
 from generator.fleet import Fleet
@@ -31,11 +33,13 @@ from generator.model import Extension, Origin
 from generator.pipeline import run_build, run_lock
 from generator.probe import NOT_MEASURED, ProbeResult, probe_cells, probe_image, report
 from generator.profiles import load_profile
+from generator.publish import write_site
 from generator.push import PushCell, push
 from generator.render import RenderedCell
 from generator.results import record_path, write_record
 from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
+from tests.browser import Browser
 
 REPOSITORY = f"air-fleet/test-probe-{uuid.uuid4().hex[:8]}"
 BAD_REF = f"127.0.0.1:5000/{REPOSITORY}:wrong-abi"
@@ -271,3 +275,31 @@ def test_a_probe_over_its_time_is_stopped_and_cleaned_up(built: Built) -> None:
     )
     assert result.status == FAIL and result.error and "no answer from the probe" in result.error
     assert not _leftover_probe_containers(built.client)
+
+
+def test_the_page_shows_the_real_probe_and_no_gpu_figure(built: Built, browser: Browser, artifacts: Path) -> None:
+    """The page from records the real steps wrote: this build, this probe, the real benchmark (no GPU here)."""
+    (probed,) = probe_cells(built.fleet, [built.rendered], client=built.client, gpus=False)
+    assert probed.status == OK
+    results = built.root / "results"
+    bench = bench_image(
+        built.client, SLUG, built.rendered.ref, built.rendered.digest, gpus=False, quick=True, python="python3"
+    )
+    write_bench_record(results, "sandbox", bench)
+    data = catalogue([built.rendered], Records(results, "sandbox", built.root / "register"), generated_at="now")
+    (row,) = data["cells"]
+    assert row["build"]["status"] in ("built", "up to date") and row["build"]["size"] > 100 * 2**20
+    assert row["build"]["built_at"]  # the engine's creation time, also when the build was a cache hit
+    assert row["probe"]["status"] == OK and row["probe"]["gpu"] is False
+    assert "einops==0.8.2" in row["probe"]["packages"] and row["probe"]["torch"] == "2.13.0+cpu"
+    assert row["bench"]["status"] == "no GPU" and row["bench"]["detail"] == NO_GPU_MEASURED
+    assert row["bench"]["figures"] == [] and data["counts"]["benchmarked"] == 0
+    (page,) = (p for p in write_site(built.root / "site", data) if p.name == "index.html")
+    browser.resize(1400, 900)
+    browser.open(page.as_uri())
+    assert browser.problems() == [] and browser.requests() == [page.as_uri()]
+    cell = f"document.getElementById('row-{SLUG}').querySelector('td[data-label=\"{{}}\"]').textContent"
+    assert browser.evaluate(cell.format("Probe")).split() == ["OK", "no", "GPU"]
+    assert browser.evaluate(cell.format("Benchmark")) == NO_GPU_MEASURED
+    assert browser.evaluate(cell.format("Size")).endswith(("GiB", "MiB"))
+    browser.screenshot(artifacts / "page-sandbox-cell.png", full_page=True)

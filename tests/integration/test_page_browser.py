@@ -1,0 +1,170 @@
+"""The compatibility page in a real browser (headless Chromium, Debian's, no mocks): it loads offline with
+nothing fetched and no script error, its filters show exactly the cells they should (driven the way a
+person drives them: choosing options, typing, clicking Clear, opening a shared link), and it fits a
+phone's width. Screenshots are left in the artifacts folder (results/test-artifacts by default).
+
+The page is the default matrix's 46 cells with canned records for a few (tests/records.py); the page from
+real build and probe records is loaded in tests/integration/test_probe.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.catalogue import catalogue
+from generator.fleet import Fleet
+from generator.publish import HTML, write_site
+from generator.render import RenderedCell
+from tests import records as canned
+from tests.browser import Browser
+from tests.conftest import DEFAULT_MATRIX
+
+VISIBLE_ROWS = """Array.from(document.querySelectorAll('#cells tbody tr'))
+  .filter(function (r) { return r.offsetParent !== null; }).map(function (r) { return r.dataset.slug; })"""
+VISIBLE_SECTIONS = """Array.from(document.querySelectorAll('section.cell'))
+  .filter(function (s) { return s.offsetParent !== null; }).map(function (s) { return s.id.slice(5); })"""
+
+
+@functools.cache
+def _rendered() -> tuple[RenderedCell, ...]:
+    return tuple(Fleet.load(DEFAULT_MATRIX).render())
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("page")
+    cells = _rendered()
+    canned.sample(root, cells)
+    data = catalogue(cells, canned.records(root), generated_at="2026-11-29T00:00:00Z")
+    (path,) = (p for p in write_site(root / "site", data) if p.name == HTML)
+    return path.as_uri(), data
+
+
+def _expected(data: dict[str, Any], **wanted: str) -> list[str]:
+    """The cells a filter must show, computed from the data (not from the page)."""
+
+    def keep(c: dict[str, Any]) -> bool:
+        have = {
+            "cloud": [c["cloud"]],
+            "variant": [c["variant"]],
+            "torch": [c["torch"]["torch"]],
+            "ext": [e["name"] for e in c["extensions"]] or ["none"],
+            "acc": c["accelerators"],
+        }
+        return all(value in have[key] for key, value in wanted.items())
+
+    return [c["slug"] for c in data["cells"] if keep(c)]
+
+
+def _choose(browser: Browser, **values: str) -> None:
+    """Set selects and fire `change` as a person's choice does (bubbling to the form)."""
+    for name, value in values.items():
+        browser.evaluate(
+            f"(function () {{ var s = document.querySelector('#filters select[name={name}]');"
+            f" s.value = {json.dumps(value)}; if (s.value !== {json.dumps(value)}) throw new Error('no option');"
+            " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
+        )
+
+
+def test_the_page_loads_offline_with_no_error(
+    browser: Browser, page: tuple[str, dict[str, Any]], artifacts: Path
+) -> None:
+    url, data = page
+    browser.resize(1400, 900)
+    browser.open(url)
+    assert browser.requests() == [url]  # the file itself, nothing else
+    assert browser.problems() == []
+    assert browser.evaluate("document.getElementById('filters').hidden") is False  # the script ran
+    assert browser.evaluate("document.getElementById('shown').textContent") == f"{len(data['cells'])} of 46 cells"
+    assert browser.evaluate(VISIBLE_ROWS) == [c["slug"] for c in data["cells"]]
+    first, second = data["cells"][0]["slug"], data["cells"][1]["slug"]
+    bench_cell = "document.getElementById('row-{}').querySelector('td[data-label=Benchmark]').textContent"
+    assert browser.evaluate(bench_cell.format(first)) == "no GPU measured"
+    assert "711.0 TFLOP/s (90% of reference)" in browser.evaluate(bench_cell.format(second))
+    assert browser.evaluate(bench_cell.format(data["cells"][2]["slug"])) == "never benchmarked"
+    browser.screenshot(artifacts / "page-wide.png")
+
+
+def test_the_filters_show_exactly_the_matching_cells(
+    browser: Browser, page: tuple[str, dict[str, Any]], artifacts: Path
+) -> None:
+    url, data = page
+    browser.resize(1400, 900)
+    browser.open(url)
+    wanted = {"cloud": "azure", "torch": "2.7.1", "ext": "flash-attn", "acc": "GPU_8xH100"}
+    _choose(browser, **wanted)
+    expected = _expected(data, **wanted)
+    assert expected  # the question the page exists for has an answer in the default matrix
+    assert browser.evaluate(VISIBLE_ROWS) == expected
+    assert browser.evaluate(VISIBLE_SECTIONS) == expected
+    assert browser.evaluate("document.getElementById('shown').textContent") == f"{len(expected)} of 46 cells"
+    assert browser.evaluate("location.search") == "?cloud=azure&torch=2.7.1&ext=flash-attn&acc=GPU_8xH100"
+    browser.screenshot(artifacts / "page-filtered.png")
+    # Plain torch: the "none" extension choice.
+    _choose(browser, cloud="", torch="", acc="", ext="none")
+    assert browser.evaluate(VISIBLE_ROWS) == _expected(data, ext="none")
+    assert browser.problems() == []
+
+
+def test_typing_clearing_and_no_match(browser: Browser, page: tuple[str, dict[str, Any]]) -> None:
+    url, data = page
+    browser.open(url)
+    browser.evaluate(
+        "(function () { var q = document.querySelector('#filters input[name=q]'); q.value = 'XFORMERS';"
+        " q.dispatchEvent(new Event('input', {bubbles: true})); })()"
+    )
+    assert browser.evaluate(VISIBLE_ROWS) == [c["slug"] for c in data["cells"] if "xformers" in c["slug"]]
+    # apex is built for devel images only: no runtime cell has it.
+    _choose(browser, variant="runtime", ext="apex")
+    assert browser.evaluate(VISIBLE_ROWS) == []
+    assert browser.evaluate("document.getElementById('none').offsetParent !== null") is True
+    browser.evaluate("document.querySelector('#filters button[type=reset]').click()")
+    browser.evaluate("new Promise(function (done) { setTimeout(done, 50); })")
+    assert len(browser.evaluate(VISIBLE_ROWS)) == 46
+    assert browser.evaluate("document.getElementById('none').offsetParent") is None
+    assert browser.evaluate("location.search") == ""
+
+
+def test_a_shared_link_opens_filtered(browser: Browser, page: tuple[str, dict[str, Any]]) -> None:
+    url, data = page
+    browser.open(url + "?cloud=aws&variant=devel&ext=apex")
+    assert browser.evaluate(VISIBLE_ROWS) == _expected(data, cloud="aws", variant="devel", ext="apex")
+    assert browser.evaluate("document.querySelector('#filters select[name=ext]').value") == "apex"
+    browser.open(url + "?cloud=mars")  # no such option: ignored, never an empty page
+    assert len(browser.evaluate(VISIBLE_ROWS)) == 46
+    assert browser.evaluate("document.querySelector('#filters select[name=cloud]').value") == ""
+
+
+def test_a_cell_section_has_the_job_to_copy(browser: Browser, page: tuple[str, dict[str, Any]]) -> None:
+    url, data = page
+    browser.open(url)
+    cell = data["cells"][1]
+    pre = f"document.getElementById('air-{cell['slug']}')"
+    assert browser.evaluate(f"{pre}.textContent") == cell["air_yaml"]
+    assert browser.evaluate(f"document.querySelector('button[data-copy=\"air-{cell['slug']}\"]').hidden") is False
+    section = f"document.getElementById('cell-{cell['slug']}')"
+    packages = browser.evaluate(
+        f"Array.from({section}.querySelectorAll('pre')).map(function (p) {{ return p.textContent; }})"
+    )
+    assert "\n".join(cell["probe"]["packages"]) in packages
+
+
+def test_the_page_fits_a_phone(browser: Browser, page: tuple[str, dict[str, Any]], artifacts: Path) -> None:
+    url, data = page
+    browser.resize(390, 844, mobile=True)
+    try:
+        browser.open(url)
+        width = browser.evaluate("document.documentElement.clientWidth")
+        assert width == 390
+        assert browser.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+        # Rows are cards on a phone; the filters must still hide them there.
+        _choose(browser, cloud="azure", ext="xformers")
+        assert browser.evaluate(VISIBLE_ROWS) == _expected(data, cloud="azure", ext="xformers")
+        browser.screenshot(artifacts / "page-phone.png")
+    finally:
+        browser.resize(1400, 900)
