@@ -63,17 +63,31 @@ def register(session: nox.Session) -> None:
 
 
 @nox.session(python=False)
+def bench(session: nox.Session) -> None:
+    """GPU benchmarks inside the built images (a GPU runner's job; without a GPU: "no GPU", no number)."""
+    _generator(session, "bench", *session.posargs)
+
+
+@nox.session(python=False)
+def publish(session: nox.Session) -> None:
+    """Write the compatibility page (HTML, Markdown, JSON) from the matrix and the run records (`-- --out DIR`)."""
+    _generator(session, "publish", *session.posargs)
+
+
+@nox.session(python=False)
 def fleet(session: nox.Session) -> None:
-    """Generate, build, probe, push, register in order; publication stops at the first failing step."""
-    for step in (["generate"], ["build"], ["probe"], ["push", "--atomic"], ["register", *session.posargs]):
+    """Generate, build, probe, push, register in order, then publish the page; stops at the first failing step."""
+    steps = (["generate"], ["build"], ["probe"], ["push", "--atomic"], ["register", *session.posargs], ["publish"])
+    for step in steps:
         _generator(session, *step)  # session.run raises on a non-zero exit: nothing after it runs
 
 
 @nox.session(python=False)
 def sandbox(session: nox.Session) -> None:
-    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed, pushed."""
+    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed, pushed,
+    and its page published."""
     _generator(session, "sandbox", "up", profile="default")
-    for step in (["build"], ["probe"], ["push", "--atomic"]):
+    for step in (["build"], ["probe"], ["push", "--atomic"], ["publish"]):
         _generator(session, *step, profile="sandbox")
 
 
@@ -118,6 +132,9 @@ def _register_cell_sessions() -> None:
         def probe_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "probe", str(_index), *session.posargs)
 
+        def bench_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "bench", str(_index), *session.posargs)
+
         def push_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "push", str(_index), *session.posargs)
 
@@ -128,6 +145,7 @@ def _register_cell_sessions() -> None:
             ("check", check_one),
             ("build", build_one),
             ("probe", probe_one),
+            ("bench", bench_one),
             ("push", push_one),
             ("register", register_one),
         )

@@ -104,11 +104,12 @@ def test_nox_sessions_are_generated_from_the_matrix() -> None:
         ).stdout
 
     listing = nox()
-    for name in ("generate", "check", "build", "probe", "push", "register", "fleet", "sandbox", "lint", "tests"):
+    names = ("generate", "check", "build", "probe", "bench", "push", "register", "publish", "fleet", "sandbox")
+    for name in (*names, "lint", "tests"):
         assert f" {name} -> " in listing
     per_cell = {s["session"]: s["description"] for s in json.loads(nox("--json", "-t", "cells"))}
     cells = json.loads(run_cli("--matrix", str(DEFAULT_MATRIX), "list", "--json").stdout)["cells"]
-    verbs = ("check", "build", "probe", "push", "register")
+    verbs = ("check", "build", "probe", "bench", "push", "register")
     assert len(per_cell) == len(verbs) * len(cells)
     for cell in cells:
         for verb in verbs:
