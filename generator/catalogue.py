@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.errors import FleetError
 from generator.render import RenderedCell, cell_summary
 from generator.results import read_record, record_path
 
@@ -27,7 +28,11 @@ SCHEMA = 1
 STEPS = ("build", "probe", "gpu-probe", "bench", "push", "register")
 
 NOT_RUN = "not run"
+NOT_REGISTERED = "not registered"
 STALE = "stale"
+# The sections a run's records fill, and the statuses that mean "this run's records say nothing".
+RUN_SECTIONS = ("build", "probe", "bench", "push", "registration")
+UNKNOWN = frozenset({NOT_RUN, NOT_REGISTERED})
 NO_GPU_MEASURED = "no GPU measured"
 # Every section has the same keys whatever is known, so the JSON has one shape for consumers.
 EMPTY_PROBE: dict[str, Any] = {
@@ -58,6 +63,10 @@ EMPTY_PUSH: dict[str, Any] = {
     "repo_digest": None,
     "at": None,
 }
+
+
+class CatalogueError(FleetError):
+    """A previous page's JSON that cannot be used (unreadable, another schema or profile)."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,7 @@ def _registration(
         }
     if record is not None and record.get("ref") == ref:  # the last attempt, when the ledger has nothing
         return {"status": str(record.get("status")), "detail": str(record.get("detail") or ""), "at": None}
-    return {"status": "not registered", "detail": "no registration of this image", "at": None}
+    return {"status": NOT_REGISTERED, "detail": "no registration of this image", "at": None}
 
 
 def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -237,3 +246,38 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
         "pushed": sum(r["push"]["status"] == "pushed" for r in rows),
         "registered": sum(r["registration"]["status"] in ("registered", "already registered") for r in rows),
     }
+
+
+def carry_forward(data: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """Fill what this run's records say nothing about from the previous page, for the same build only.
+
+    A nightly run builds, probes and benchmarks only the cells whose content digest is new; the others'
+    records are from earlier nights. A section is taken from the previous page when this run has no record
+    for it (never over a record, never over a stale one) and the previous row is for the same slug AND
+    content digest, so it is about the very same image. It keeps `carried_from`: when it was first known.
+    """
+    if previous.get("schema") != SCHEMA or not isinstance(previous.get("cells"), list):
+        raise CatalogueError(f"the previous page's JSON is not schema {SCHEMA} with a cells list")
+    if previous.get("profile") != data["profile"]:
+        raise CatalogueError(f"the previous page is for profile {previous.get('profile')!r}, not {data['profile']!r}")
+    before = {(c.get("slug"), c.get("digest")): c for c in previous["cells"] if isinstance(c, dict)}
+    for row in data["cells"]:
+        old = before.get((row["slug"], row["digest"]))
+        if old is None:
+            continue
+        for section in RUN_SECTIONS:
+            was = old.get(section)
+            if row[section]["status"] not in UNKNOWN or not isinstance(was, dict) or was.get("status") in UNKNOWN:
+                continue
+            if not set(row[section]) <= set(was):
+                continue  # another shape (an older page): better unknown than half-filled
+            since = was.get("carried_from") or previous.get("generated_at")
+            row[section] = {**was, "carried_from": since, "detail": f"{_without_since(was)} (as of {since})"}
+    data["counts"] = counts(data["cells"])
+    return data
+
+
+def _without_since(section: dict[str, Any]) -> str:
+    detail = str(section.get("detail") or "")
+    since = section.get("carried_from")
+    return detail.removesuffix(f" (as of {since})") if since else detail

@@ -202,6 +202,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="default: results/<profile>/site (index.html, matrix.md, matrix.json)",
     )
+    s.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="the last published matrix.json: a cell with no record in this run keeps what that page knew "
+        "about the same build (same content digest), marked 'as of' its date",
+    )
 
     s = sub.add_parser("bake", help="write docker-bake.json: one target per cell, for `docker buildx bake`")
     s.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: docker-bake.json (repo root)")
@@ -583,8 +591,22 @@ def cmd_plan(fleet: Fleet, args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_previous(path: Path) -> dict[str, Any]:
+    from generator.catalogue import CatalogueError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the previous page: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CatalogueError(f"{path}: the previous page is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogueError(f"{path}: the previous page is not a JSON object")
+    return data
+
+
 def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
-    from generator.catalogue import Records, catalogue
+    from generator.catalogue import Records, carry_forward, catalogue
     from generator.publish import write_site
 
     profile = fleet.profile.name
@@ -592,6 +614,8 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     records = Records(paths.results_dir(), profile, paths.state_dir() / "register")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = catalogue(_selected(fleet, args.cells), records, generated_at=stamp)
+    if args.previous is not None:
+        data = carry_forward(data, _read_previous(args.previous))
     written = write_site(out, data)
     n = data["counts"]
     print(

@@ -4,12 +4,13 @@ for the cell's current content digest."""
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from generator.catalogue import NO_GPU_MEASURED, NOT_RUN, STALE, catalogue, row
+from generator.catalogue import NO_GPU_MEASURED, NOT_RUN, STALE, CatalogueError, carry_forward, catalogue, row
 from generator.fleet import Fleet
 from generator.render import RenderedCell
 from tests import records as canned
@@ -159,3 +160,49 @@ def test_catalogue_counts(tmp_path: Path) -> None:
         "pushed": 1,
         "registered": 0,
     }
+
+
+def _previous(root: Path, cells: tuple[RenderedCell, ...], stamp: str = "2026-11-28T03:00:00Z") -> dict[str, Any]:
+    """A page published the night before, from its own records (a copy, as a reader of matrix.json sees it)."""
+    canned.sample(root, list(cells))
+    canned.push(root, cells[1], REPO_DIGEST)
+    return json.loads(json.dumps(catalogue(cells, canned.records(root), generated_at=stamp)))
+
+
+def test_cells_not_rebuilt_tonight_keep_what_the_last_page_knew(tmp_path: Path) -> None:
+    cells = _rendered()[:3]
+    previous = _previous(tmp_path / "last-night", cells)
+    canned.probe(tmp_path / "tonight", cells[0], status="WARN")  # tonight probed the first cell again
+    data = carry_forward(catalogue(cells, canned.records(tmp_path / "tonight"), generated_at=STAMP), previous)
+    first, second, third = data["cells"]
+    assert first["probe"]["status"] == "WARN" and "carried_from" not in first["probe"]  # tonight's record wins
+    assert first["build"]["carried_from"] == "2026-11-28T03:00:00Z"  # ...but its build is from last night
+    assert first["build"]["detail"] == "built (as of 2026-11-28T03:00:00Z)"
+    assert second["bench"]["measured"] is True and second["bench"]["carried_from"] == "2026-11-28T03:00:00Z"
+    assert second["push"]["tags"][0] == cells[1].tag
+    assert third["probe"]["status"] == NOT_RUN  # the last page knew nothing either
+    assert data["counts"]["benchmarked"] == 1 and data["counts"]["pushed"] == 1 and data["counts"]["built"] == 1
+    # A second night carries the first date, not the second page's, and never stacks "as of" twice.
+    again = carry_forward(catalogue(cells, canned.records(tmp_path / "empty"), generated_at=STAMP), data)
+    assert again["cells"][0]["build"]["detail"] == "built (as of 2026-11-28T03:00:00Z)"
+    assert again["cells"][0]["probe"]["carried_from"] == STAMP  # tonight's probe, first known tonight
+
+
+def test_nothing_is_carried_to_another_build_or_over_a_stale_record(tmp_path: Path) -> None:
+    cells = _rendered()[:2]
+    previous = _previous(tmp_path / "last-night", cells)
+    previous["cells"][1]["digest"] = "sha256:" + "0" * 64  # the cell was rebuilt since: another image
+    canned.build(tmp_path / "tonight", cells[0], digest="sha256:" + "1" * 64)  # a stale record tonight
+    data = carry_forward(catalogue(cells, canned.records(tmp_path / "tonight"), generated_at=STAMP), previous)
+    assert data["cells"][0]["build"]["status"] == STALE
+    assert data["cells"][0]["probe"]["status"] == "OK"  # no record tonight: carried
+    assert all(data["cells"][1][s]["status"] in (NOT_RUN, "not registered") for s in ("probe", "bench", "push"))
+
+
+def test_a_previous_page_of_another_profile_or_schema_is_refused(tmp_path: Path) -> None:
+    cells = _rendered()[:1]
+    data = catalogue(cells, canned.records(tmp_path), generated_at=STAMP)
+    with pytest.raises(CatalogueError, match="profile 'sandbox', not 'default'"):
+        carry_forward(data, {**data, "profile": "sandbox"})
+    with pytest.raises(CatalogueError, match="schema 1"):
+        carry_forward(data, {"schema": 99, "cells": []})

@@ -177,3 +177,27 @@ def test_cli_publish_default_folder_is_under_results(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "results" / "default" / "site" / HTML).is_file()
+
+
+def test_cli_publish_carries_the_previous_page_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    env = {**os.environ, "AIR_FLEET_RESULTS": str(tmp_path / "results"), "AIR_FLEET_STATE": str(tmp_path / "state")}
+
+    def publish(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "generator", "publish", "1", "2", *args]
+        return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+
+    last = tmp_path / "last-night"
+    canned.sample(last, list(_rendered()))
+    previous = tmp_path / "previous.json"
+    previous.write_text(json_text(catalogue(_rendered()[:2], canned.records(last), generated_at=STAMP)))
+    done = publish("--out", str(tmp_path / "site"), "--previous", str(previous))
+    assert done.returncode == 0, done.stderr
+    assert "1 benchmarked" in done.stdout.splitlines()[0]  # carried: tonight has no record at all
+    cells = json.loads((tmp_path / "site" / JSON_FILE).read_text())["cells"]
+    assert cells[1]["bench"]["carried_from"] == STAMP
+    for content, why in (("{", "is not JSON"), ("[]", "is not a JSON object"), ('{"schema": 2}', "schema 1")):
+        previous.write_text(content)
+        done = publish("--previous", str(previous))
+        assert done.returncode == 2 and why in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    done = publish("--previous", str(tmp_path / "absent.json"))
+    assert done.returncode == 2 and "cannot read the previous page" in done.stderr
