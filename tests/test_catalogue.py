@@ -166,7 +166,8 @@ def _previous(root: Path, cells: tuple[RenderedCell, ...], stamp: str = "2026-11
     """A page published the night before, from its own records (a copy, as a reader of matrix.json sees it)."""
     canned.sample(root, list(cells))
     canned.push(root, cells[1], REPO_DIGEST)
-    return json.loads(json.dumps(catalogue(cells, canned.records(root), generated_at=stamp)))
+    copy: dict[str, Any] = json.loads(json.dumps(catalogue(cells, canned.records(root), generated_at=stamp)))
+    return copy
 
 
 def test_cells_not_rebuilt_tonight_keep_what_the_last_page_knew(tmp_path: Path) -> None:
