@@ -76,18 +76,19 @@ def publish(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def fleet(session: nox.Session) -> None:
-    """Generate, build, probe, push, register in order, then publish the page; stops at the first failing step."""
-    steps = (["generate"], ["build"], ["probe"], ["push", "--atomic"], ["register", *session.posargs], ["publish"])
+    """Generate, build, probe, bench, push, register, publish in order; stops at the first failing step."""
+    steps = [["generate"], ["build"], ["probe"], ["bench"], ["push", "--atomic"], ["register", *session.posargs]]
+    steps.append(["publish"])
     for step in steps:
         _generator(session, *step)  # session.run raises on a non-zero exit: nothing after it runs
 
 
 @nox.session(python=False)
 def sandbox(session: nox.Session) -> None:
-    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed, pushed,
-    and its page published."""
+    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed,
+    benchmarked (no GPU here: no number), pushed, and its page published."""
     _generator(session, "sandbox", "up", profile="default")
-    for step in (["build"], ["probe"], ["push", "--atomic"], ["publish"]):
+    for step in (["build"], ["probe"], ["bench", "--quick"], ["push", "--atomic"], ["publish"]):
         _generator(session, *step, profile="sandbox")
 
 

@@ -222,7 +222,8 @@ def markdown(catalogue: dict[str, Any]) -> str:
     ]
     lines += _md_table(list(MD_COLUMNS), (_md_summary(c) for c in cells))
     for c in cells:
-        lines += ["", f"## {c['slug']}", ""]
+        # An explicit anchor: renderers make their own from a heading by dropping its dots (torch2.13).
+        lines += ["", f'<a id="{c["slug"]}"></a>', "", f"## {c['slug']}", ""]
         lines += [
             f"- Image: `{c['ref']}`",
             f"- Base: `{c['base_image']}` ({c['base']}, {c['variant']}), "

@@ -120,6 +120,7 @@ def test_markdown_has_the_table_and_a_section_per_cell(tmp_path: Path) -> None:
     assert [re.search(r"\[([^\]]+)\]", line).group(1) for line in table_rows] == slugs  # type: ignore[union-attr]
     assert all(line.count(" | ") == 14 for line in table_rows)  # 15 columns, no stray separators
     assert [line[3:] for line in md.splitlines() if line.startswith("## ")] == slugs
+    assert [line[7:-6] for line in md.splitlines() if line.startswith("<a id=")] == slugs  # the table's links
     assert md.count("```yaml") == len(slugs)
     assert "| matmul_bf16 | 711.0 TFLOP/s | 790.0 TFLOP/s | 90% |" in md
 
