@@ -79,8 +79,8 @@ def bench_summary(bench: dict[str, Any]) -> str:
     """One phrase: the bf16 matmul figure against its reference, or why there is no figure."""
     if not bench["measured"]:
         return str(bench["detail"])  # "never benchmarked", "no GPU measured", "stale: …" or the error
-    rows = {f["figure"]: f for f in bench["figures"]}
-    head = rows.get("matmul_bf16") or next(f for f in bench["figures"] if f.get("value") is not None)
+    measured = [f for f in bench["figures"] if f.get("value") is not None]
+    head = next((f for f in measured if f["figure"] == "matmul_bf16"), measured[0])
     text = f"{head['figure']} {figure(head['value'], head['unit'])}"
     if head.get("fraction") is not None:
         text += f" ({pct(head['fraction'])} of reference)"

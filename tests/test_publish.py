@@ -90,6 +90,14 @@ def test_cells_never_measured_say_so(tmp_path: Path) -> None:
     assert "no GPU measured" in page and "711.0 TFLOP/s" in page
 
 
+def test_the_summary_figure_is_the_first_measured_one_when_bf16_failed(tmp_path: Path) -> None:
+    output = json.loads(json.dumps(canned.H200_OUTPUT))
+    output["results"]["matmul_bf16"] = {"status": "error", "error": "CUDA error: out of memory"}
+    canned.bench(tmp_path, _rendered()[0], output)
+    bench = catalogue(_rendered()[:1], canned.records(tmp_path), generated_at=STAMP)["cells"][0]["bench"]
+    assert bench_summary(bench) == "matmul_fp16 692.3 TFLOP/s (70% of reference) on NVIDIA H200"
+
+
 def test_filters_offer_what_the_rows_have_in_a_useful_order(tmp_path: Path) -> None:
     options = {key: values for key, _, values in filter_options(_catalogue(tmp_path)["cells"])}
     assert [v for v, _ in options["cloud"]] == ["aws", "azure"]
