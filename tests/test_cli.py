@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -133,3 +134,23 @@ def test_plan_and_bake_from_the_cli(tmp_path: object) -> None:
     assert bake.returncode == 0 and f"{len(listed)} targets, written" in bake.stdout
     data = json.loads((out / "docker-bake.json").read_text())
     assert len(data["group"]["default"]["targets"]) == len(listed)
+
+
+def test_every_command_has_its_function_and_list_loads_no_docker_sdk() -> None:
+    import importlib
+
+    from generator.cli import COMMANDS, _parser
+
+    (subparsers,) = (a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == {*COMMANDS, "sandbox"}
+    for command, module in COMMANDS.items():
+        assert callable(getattr(importlib.import_module(f"generator.commands.{module}"), f"cmd_{command}"))
+    # At exit (after `list` ran and called sys.exit), say whether the Docker SDK was ever imported.
+    script = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('docker' in sys.modules))\n"
+        "sys.argv = ['generator', 'list']\n"
+        "runpy.run_module('generator', run_name='__main__')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.stdout.splitlines()[-1] == "False", done.stderr

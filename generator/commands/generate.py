@@ -1,0 +1,75 @@
+"""`generate`: render images/ (only the files whose bytes change)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from generator.commands import print_json
+from generator.compat import FAIL
+from generator.fleet import Fleet, desired_files, failure_error
+from generator.writer import Change, apply, plan
+
+
+def cmd_generate(fleet: Fleet, args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else fleet.profile.images
+    rendered = fleet.render()
+    failing = [r for r in rendered if r.status == FAIL]
+    if failing:  # one line per failing cell, in matrix order; nothing is written
+        for r in failing:
+            print(f"error: {failure_error(r, fleet.matrix)}", file=sys.stderr)
+        return 2
+    desired = desired_files(rendered)
+    changes = plan(out, desired)
+    lines = _group_changes(changes, out)  # before apply: removed directories are still there to describe
+    if not args.check:
+        apply(changes, out, desired)
+    elapsed = time.perf_counter() - args.started
+    writes = sum(1 for c in changes if c.action == "write")
+    removes = len(changes) - writes
+    if args.json:
+        print_json(
+            {
+                "out": str(out),
+                "cells": len(rendered),
+                "check": args.check,
+                "stale": bool(changes),
+                "written": 0 if args.check else writes,
+                "removed": 0 if args.check else removes,
+                "changes": [{"action": c.action, "path": str(c.path), "reason": c.reason} for c in changes],
+                "seconds": round(elapsed, 3),
+            }
+        )
+    else:
+        for line in lines:
+            print(("stale: " if args.check else "") + line)
+        if args.check:
+            verdict = f"{len(changes)} stale; run `python -m generator generate`" if changes else "up to date"
+            print(f"{out}: {len(rendered)} cells, {verdict}")
+        else:
+            print(f"{out}: {len(rendered)} cells, {writes} files written, {removes} removed in {elapsed:.2f} s")
+    return 1 if args.check and changes else 0
+
+
+def _group_changes(changes: list[Change], out: Path) -> list[str]:
+    """One line per cell directory: `images/<slug>/: new Dockerfile, cell.json ...`."""
+    groups: dict[str, list[str]] = {}
+    for c in changes:
+        rel = c.path.relative_to(out).as_posix()
+        top, _, rest = rel.partition("/")
+        key = f"{out / top}/" if rest or c.path.is_dir() else str(c.path)
+        label = {
+            "new": "new",
+            "changed": "changed",
+            "cell left the matrix": "removed (cell left the matrix)",
+            "no longer generated": "removed",
+        }[c.reason]
+        groups.setdefault(key, []).append(f"{label} {rest}" if rest else label)
+    lines = []
+    for key, items in groups.items():
+        if len(items) > 4 and all(i.startswith("new ") for i in items):
+            items = [f"new ({len(items)} files)"]
+        lines.append(f"{key}: {', '.join(items)}")
+    return lines

@@ -1,0 +1,50 @@
+"""`publish`: the compatibility page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from generator import paths
+from generator.commands import selected
+from generator.fleet import Fleet
+
+
+def _read_previous(path: Path) -> dict[str, Any]:
+    from generator.catalogue import CatalogueError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CatalogueError(f"{path}: cannot read the previous page: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CatalogueError(f"{path}: the previous page is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogueError(f"{path}: the previous page is not a JSON object")
+    return data
+
+
+def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.catalogue import Records, carry_forward, catalogue
+    from generator.publish import write_site
+
+    profile = fleet.profile.name
+    out = args.out if args.out is not None else paths.results_dir() / profile / "site"
+    records = Records(paths.results_dir(), profile, paths.state_dir() / "register")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = catalogue(selected(fleet, args.cells), records, generated_at=stamp)
+    if args.previous is not None:
+        data = carry_forward(data, _read_previous(args.previous))
+    written = write_site(out, data)
+    n = data["counts"]
+    print(
+        f"{n['cells']} cells: {n['probed_ok']} probed OK ({n['probed_on_gpu']} on a GPU), {n['benchmarked']} "
+        f"benchmarked, {n['pushed']} pushed, {n['registered']} registered"
+    )
+    for path in written:
+        print(f"wrote {path}")
+    print(f"the page: {written[0].resolve().as_uri()}")
+    return 0
