@@ -22,7 +22,7 @@ from docker import DockerClient
 
 from generator.errors import FleetError
 from generator.payloadrun import Payload, parse_answer, run_payload
-from generator.results import record_path, write_record
+from generator.results import mapping, record_path, write_record
 
 STEP = "bench"
 PAYLOAD = Path(__file__).parent / "payload" / "bench.py"
@@ -126,8 +126,7 @@ def _number(value: object) -> float | None:
 def compare(results: Mapping[str, Any], reference: Reference) -> list[BenchRow]:
     """One row per figure, with the fraction of the device's reference; never raises on odd output."""
     status = results.get("status")
-    device = results.get("device") if isinstance(results.get("device"), dict) else {}
-    assert isinstance(device, dict)
+    device = mapping(results.get("device"))
     context = {
         "device": device.get("name") if isinstance(device.get("name"), str) else None,
         "driver": device.get("driver") if isinstance(device.get("driver"), str) else None,
@@ -135,8 +134,7 @@ def compare(results: Mapping[str, Any], reference: Reference) -> list[BenchRow]:
         "cuda": results.get("cuda") if isinstance(results.get("cuda"), str) else None,
     }
     measured = status == "measured"
-    sections = results.get("results") if measured and isinstance(results.get("results"), dict) else {}
-    assert isinstance(sections, dict)
+    sections = mapping(results.get("results")) if measured else {}
     ref_device = reference.for_device(context["device"]) if measured else None
     rows = []
     for section, key, ref_name, unit in FIGURES:

@@ -12,20 +12,17 @@ Nothing here talks to Docker or a registry: the page can be rendered anywhere th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from generator.errors import FleetError
+from generator.registration import Ledger, RegisterError
 from generator.render import RenderedCell, cell_summary
-from generator.results import read_record, record_path
+from generator.results import mapping, read_record, record_path
 
 SCHEMA = 1
-# The steps whose records a row reads. The GPU probe is the same probe, run on a GPU runner; its record
-# is kept apart (CI copies it to gpu-probe/) and wins over the build pool's CPU-only probe.
-STEPS = ("build", "probe", "gpu-probe", "bench", "push", "register")
 
 NOT_RUN = "not run"
 NOT_REGISTERED = "not registered"
@@ -75,7 +72,7 @@ class Records:
 
     results: Path
     profile: str
-    ledgers: Path  # <state>/register: one JSON file per workspace profile
+    ledgers: Path  # Ledger.folder(): one JSON file per workspace profile
 
     def read(self, step: str, slug: str) -> dict[str, Any] | None:
         return read_record(record_path(self.results, self.profile, step, slug))
@@ -85,12 +82,10 @@ class Records:
         found: dict[str, dict[str, Any]] = {}
         for path in sorted(self.ledgers.glob("*.json")) if self.ledgers.is_dir() else []:
             try:
-                images = json.loads(path.read_text(encoding="utf-8")).get("images", {})
-            except (OSError, ValueError, AttributeError):
+                entries = Ledger(path).entries()
+            except RegisterError:
                 continue  # `register` refuses an unreadable ledger; the page only loses that column
-            for digest, entry in images.items() if isinstance(images, dict) else []:
-                if isinstance(entry, dict):
-                    found[str(digest)] = {**entry, "workspace": path.stem}
+            found.update({digest: {**asdict(e), "workspace": path.stem} for digest, e in entries.items()})
         return found
 
 
@@ -122,10 +117,8 @@ def _probe(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, why: str | No
     record = gpu if gpu is not None else cpu
     if record is None:
         return {**EMPTY_PROBE, "status": STALE if why else NOT_RUN, "detail": why or "never probed"}
-    facts = record.get("facts") if isinstance(record.get("facts"), dict) else {}
-    assert isinstance(facts, dict)
-    torch = facts.get("torch") if isinstance(facts.get("torch"), dict) else {}
-    assert isinstance(torch, dict)
+    facts = mapping(record.get("facts"))
+    torch = mapping(facts.get("torch"))
     devices = [d.get("name") for d in torch.get("devices") or [] if isinstance(d, dict) and d.get("name")]
     return {
         "status": str(record.get("status")),
@@ -135,7 +128,7 @@ def _probe(cpu: dict[str, Any] | None, gpu: dict[str, Any] | None, why: str | No
         "devices": devices,
         "checks": [c for c in record.get("checks") or [] if isinstance(c, dict)],
         "packages": sorted(str(d) for d in facts.get("distributions") or []),
-        "python": (facts.get("python") or {}).get("version") if isinstance(facts.get("python"), dict) else None,
+        "python": mapping(facts.get("python")).get("version"),
         "torch": torch.get("version"),
     }
 
@@ -171,7 +164,7 @@ def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
         return {**EMPTY_PUSH, "status": status, "detail": detail}
     return {
         "status": "pushed",
-        "detail": f"{record.get('repository')}",
+        "detail": str(record.get("repository")),
         "repository": record.get("repository"),
         "tags": [str(t) for t in record.get("tags") or []],
         "repo_digest": record.get("repo_digest"),
@@ -186,7 +179,7 @@ def _registration(
     if entry is not None and entry.get("ref") == ref:
         return {
             "status": "registered",
-            "detail": f"in workspace profile {entry['workspace']} by {entry.get('cli')}",
+            "detail": f"in workspace profile {entry['workspace']} by {entry['cli']}",
             "at": entry.get("registered_at"),
         }
     if record is not None and record.get("ref") == ref:  # the last attempt, when the ledger has nothing

@@ -110,7 +110,8 @@ def plan(
     return {"include": include, "empty": not include, "forced": force, "skipped": skipped, "refused": refused}
 
 
-def _entry(r: RenderedCell, images_dir: str) -> dict[str, Any]:
+def job_axes(r: RenderedCell) -> dict[str, Any]:
+    """What a CI job is named and keyed by: the cell's axes, its content digest and tag (also `matrix --json`)."""
     cell = r.cell
     return {
         "index": cell.index,
@@ -122,9 +123,11 @@ def _entry(r: RenderedCell, images_dir: str) -> dict[str, Any]:
         "stack": cell.stack,
         "digest": r.digest,
         "tag": r.tag,
-        "ref": r.ref,
-        "dir": str(PurePosixPath(images_dir) / cell.slug),
     }
+
+
+def _entry(r: RenderedCell, images_dir: str) -> dict[str, Any]:
+    return {**job_axes(r), "ref": r.ref, "dir": str(PurePosixPath(images_dir) / r.cell.slug)}
 
 
 def _failures(r: RenderedCell) -> str:

@@ -90,7 +90,7 @@ def bench_summary(bench: dict[str, Any]) -> str:
 def status_class(status: object) -> str:
     """A CSS class for a status word: st-OK, st-WARN, st-FAIL, st-measured…; N/A and "not run" grey."""
     word = str(status)
-    return "st-NA" if word in ("N/A", "not run", "not registered", "never") else f"st-{word.replace(' ', '-')}"
+    return "st-NA" if word in ("N/A", "not run", "not registered") else f"st-{word.replace(' ', '-')}"
 
 
 # -- HTML ---------------------------------------------------------------------------------------------------

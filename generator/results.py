@@ -19,6 +19,12 @@ def write_record(path: Path, record: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
+def mapping(value: object) -> dict[str, Any]:
+    """A field that should be a JSON object, or {} when it is absent or something else: records and
+    payload answers come from containers and older versions, and a reader never crashes on their shape."""
+    return value if isinstance(value, dict) else {}
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -124,20 +124,8 @@ def cmd_check(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(fleet: Fleet, args: argparse.Namespace) -> int:
-    include = [
-        {
-            "index": r.cell.index,
-            "slug": r.cell.slug,
-            "cloud": r.cell.cloud,
-            "variant": r.cell.variant,
-            "base": r.cell.base,
-            "torch": r.cell.torch,
-            "stack": r.cell.stack,
-            "digest": r.digest,
-            "tag": r.tag,
-            "status": r.status,
-        }
-        for r in fleet.render()
-    ]
+    from generator.plan import job_axes
+
+    include = [{**job_axes(r), "status": r.status} for r in fleet.render()]
     print_json({"include": include})
     return 0

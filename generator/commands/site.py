@@ -11,6 +11,7 @@ from typing import Any
 from generator import paths
 from generator.commands import selected
 from generator.fleet import Fleet
+from generator.registration import Ledger
 
 
 def _read_previous(path: Path) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
 
     profile = fleet.profile.name
     out = args.out if args.out is not None else paths.results_dir() / profile / "site"
-    records = Records(paths.results_dir(), profile, paths.state_dir() / "register")
+    records = Records(paths.results_dir(), profile, Ledger.folder())
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = catalogue(selected(fleet, args.cells), records, generated_at=stamp)
     if args.previous is not None:

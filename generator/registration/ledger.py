@@ -46,7 +46,12 @@ class Ledger:
     def for_profile(cls, profile: str) -> Ledger:
         if not PROFILE.fullmatch(profile):
             raise RegisterError(f"workspace profile must be [A-Za-z0-9_.-] and not start with '-', got {profile!r}")
-        return cls(paths.state_dir() / "register" / f"{profile}.json")
+        return cls(cls.folder() / f"{profile}.json")
+
+    @staticmethod
+    def folder() -> Path:
+        """Where every workspace profile's ledger is: <state>/register/."""
+        return paths.state_dir() / "register"
 
     def entries(self) -> dict[str, Entry]:
         """Read from disk every time: another run may have added entries since."""
