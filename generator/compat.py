@@ -36,28 +36,41 @@ def worst(statuses: list[str]) -> str:
     return top
 
 
+def cuda_needs(cell: Cell) -> list[tuple[str, str]]:
+    """Every CUDA release the host driver has to serve, with what brings it in: the base's toolkit (its
+    full version: update releases have their own minimum), torch's CUDA, and an extension built with a
+    CUDA of its own."""
+    needs = [("the base's toolkit", cell.cuda)] if cell.cuda else []
+    if cell.torch_cuda:
+        needs.append((f"torch {cell.torch}", cell.torch_cuda))
+    needs += [(f"{e.name} {e.version}", e.cuda) for e in cell.extensions if e.cuda]
+    return needs
+
+
 def _driver(cell: Cell, facts: Knowledge) -> Check:
     title = "CUDA toolkit vs host driver"
-    cudas = [c for c in (cell.cuda, cell.torch_cuda) if c is not None]
-    if not cudas:
+    needs = cuda_needs(cell)
+    if not needs:
         return Check("driver", title, NA, "no CUDA in the image nor in torch (CPU only)")
-    needed = max(cudas, key=Version)
-    need_minor = minor(needed)
-    minimum = facts.min_driver(need_minor)
     host = cell.host_driver
-    if minimum is None:
+    unknown = [f"CUDA {cuda} ({what})" for what, cuda in needs if facts.min_driver(cuda) is None]
+    if unknown:
         return Check(
-            "driver", title, WARN, f"no minimum driver known for CUDA {need_minor}; host {host} ({cell.cloud})"
+            "driver", title, WARN, f"no minimum driver known for {', '.join(unknown)}; host {host} ({cell.cloud})"
         )
-    head = f"CUDA {need_minor} needs ≥{minimum}; host {host} ({cell.cloud})."
+    what, needed, minimum = max(
+        ((what, cuda, str(facts.min_driver(cuda))) for what, cuda in needs), key=lambda n: Version(n[2])
+    )
+    head = f"CUDA {needed} ({what}) needs ≥{minimum}; host {host} ({cell.cloud})."
     if Version(host) >= Version(minimum):
         return Check("driver", title, OK, f"{head} cuda-compat: NOT needed (host already ≥ minimum)")
-    floor = facts.cuda_major_floor.get(need_minor.split(".")[0])
+    major = needed.split(".")[0]
+    floor = facts.cuda_major_floor.get(major)
     if floor is not None and Version(host) >= Version(floor):
         compat = (
             "the base ships cuda-compat"
             if facts.bases[cell.base].cuda_compat
-            else f"cuda-compat-{need_minor.replace('.', '-')} needed for full features"
+            else f"cuda-compat-{minor(needed).replace('.', '-')} needed for full features"
         )
         return Check(
             "driver",
@@ -69,7 +82,7 @@ def _driver(cell: Cell, facts: Knowledge) -> Check:
         "driver",
         title,
         FAIL,
-        f"{head} Below the CUDA {need_minor.split('.')[0]} floor {floor}: will not run; pin a lower toolkit",
+        f"{head} Below the CUDA {major} floor {floor}: will not run; pin a lower toolkit",
     )
 
 
@@ -242,6 +255,25 @@ def _python(cell: Cell, facts: Knowledge) -> Check:
     )
 
 
+def _nvcc_problem(cell: Cell, facts: Knowledge) -> str | None:
+    """Why a source build that insists on nvcc == torch's CUDA (apex) cannot build here, or None."""
+    if cell.torch_cuda is None:
+        return f"torch {cell.torch} is a CPU build: its CUDA extensions (--cuda_ext) need a CUDA torch"
+    nvcc = cell.cuda
+    if nvcc is None or facts.apex.nvcc_must_match_torch_cuda != "minor" or minor(nvcc) == minor(cell.torch_cuda):
+        return None
+    fits = [i for i in facts.torch[cell.torch_minor].indexes if facts.torch_indexes.get(i) == minor(nvcc)]
+    fix = (
+        f"take torch from the {fits[0]} index (`index: {fits[0]}` on the torch line)"
+        if fits
+        else f"no torch {cell.torch_minor} build has CUDA {minor(nvcc)}: pick a torch release that has one"
+    )
+    return (
+        f"its setup.py refuses nvcc {minor(nvcc)} with torch built for CUDA {cell.torch_cuda} "
+        f"(check_cuda_torch_binary_vs_bare_metal compares the minor too): {fix}"
+    )
+
+
 def _builds(cell: Cell, facts: Knowledge) -> Check:
     title = "Extension builds"
     if not cell.extensions:
@@ -249,16 +281,23 @@ def _builds(cell: Cell, facts: Knowledge) -> Check:
     has_nvcc = facts.bases[cell.base].nvcc[cell.variant]
     parts, statuses = [], []
     for e in cell.extensions:
+        nvcc_problem = _nvcc_problem(cell, facts) if e.kind == "source" and has_nvcc else None
         if e.problem:
             statuses.append(FAIL)
             parts.append(e.problem)
         elif e.build == "source" and not has_nvcc:
             statuses.append(FAIL)
             parts.append(f"{e.name} builds from source with nvcc: {cell.variant} has none, use devel")
+        elif nvcc_problem:
+            statuses.append(FAIL)
+            parts.append(f"{e.name} {e.version}: {nvcc_problem}")
         else:
             statuses.append(OK)
             how = {"wheel": "prebuilt wheel", "source": "source build (nvcc)", "pip": "pinned package"}[e.build]
-            parts.append(f"{e.name} {e.version}: {how}")
+            built = ""
+            if e.cuda and e.cuda != cell.torch_cuda:
+                built = f", {e.cuda_note} while torch's is {cell.torch_cuda}: the host driver must serve {e.cuda}"
+            parts.append(f"{e.name} {e.version}: {how}{built}")
     return Check("builds", title, worst(statuses), "; ".join(parts))
 
 

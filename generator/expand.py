@@ -15,12 +15,17 @@ from generator.model import Artifact, Cell, Extension, Matrix, Origin, Selector,
 from generator.wheels import TorchBuild, resolve
 
 
-def slug_for(cloud: str, variant: str, base: str, torch: str, extensions: tuple[Extension, ...]) -> str:
-    """`aws-runtime-torch2.6-flash-attn2.7.4.post1`; scratch cells say so: `aws-runtime-scratch-torch2.7`."""
+def slug_for(
+    cloud: str, variant: str, base: str, torch: str, extensions: tuple[Extension, ...], index: str = "pypi"
+) -> str:
+    """`aws-runtime-torch2.6-flash-attn2.7.4.post1`; scratch cells say so: `aws-runtime-scratch-torch2.7`;
+    a torch from a CUDA index names it: `aws-devel-torch2.8-cu129-apex`."""
     parts = [cloud, variant]
     if base != "databricks":
         parts.append(base)
     parts.append(f"torch{minor(torch)}")
+    if index != "pypi":
+        parts.append(index)
     for ext in extensions:
         # A source archive's version is a commit: the stack name is identity enough, the digest pins it.
         # Unresolved extensions (the cell FAILs anyway) also show their name alone.
@@ -44,7 +49,7 @@ def expand(matrix: Matrix, facts: Knowledge | None = None, torch_from: str = "in
     for cloud, variant, base, row, (stack, _) in product(
         matrix.clouds, matrix.variants, matrix.bases, matrix.torch, matrix.stacks
     ):
-        values = _values(cloud, variant, base, row.version, stack)
+        values = _values(cloud, variant, base, row.key, stack)
         hits = [i for i, sel in enumerate(matrix.exclude) if matches(sel, values)]
         if hits:
             used_excludes.update(hits)
@@ -137,7 +142,7 @@ def build_cell(
     exts = tuple(extensions)
     return Cell(
         index=index,
-        slug=slug_for(values["cloud"], values["variant"], values["base"], row.version, exts),
+        slug=slug_for(values["cloud"], values["variant"], values["base"], row.version, exts, row.index),
         cloud=values["cloud"],
         variant=values["variant"],
         base=values["base"],

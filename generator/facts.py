@@ -94,7 +94,6 @@ class BaseFacts:
     os_nccl: str | None
     cuda_compat: bool
     nvcc: dict[str, bool]
-    size_gb: dict[str, dict[str, float]] | None
     network: dict[str, dict[str, str]]
 
     def image_for(self, cloud: str, variant: str) -> str:
@@ -106,9 +105,21 @@ class ExtensionFacts:
     name: str
     kind: str
     import_name: str
-    native_module: str | None
+    native_modules: tuple[str, ...]  # what the probe imports to prove the compiled part loads
     compiled: bool
-    source_build_abi: int | None
+
+
+@dataclass(frozen=True)
+class XformersPin:
+    torch: str  # the exact torch release the wheel's metadata requires
+    cuda: str | None  # the CUDA the wheel was built with (its cpp_lib.json); None: not audited
+
+
+@dataclass(frozen=True)
+class ApexFacts:
+    archive_url: str
+    build_options: tuple[str, ...]  # PEP 517 build options that reach setup.py's argv
+    nvcc_must_match_torch_cuda: str  # "minor": nvcc's major.minor must equal torch.version.cuda's
 
 
 @dataclass(frozen=True)
@@ -125,9 +136,8 @@ class Knowledge:
     flash_attn_url: str
     flash_attn_filename: str
     flash_attn_companions: dict[str, str]
-    xformers_pins: dict[str, str]
-    apex_archive_url: str
-    apex_build_env: dict[str, str]
+    xformers_pins: dict[str, XformersPin]
+    apex: ApexFacts
     extensions: dict[str, ExtensionFacts]
     build_tools: dict[str, str]
     build_max_jobs: int
@@ -138,7 +148,15 @@ class Knowledge:
         return tuple(self.host_drivers)
 
     def min_driver(self, cuda: str) -> str | None:
-        return self.cuda_min_driver.get(minor(cuda))
+        """The minimum host driver for a CUDA toolkit release (`12.9.1`) or a bare minor (`12.8`: its GA).
+
+        Update releases have their own minimum: the newest listed release of the same major.minor that
+        is not newer than `cuda` gives it. None: nothing known for that minor.
+        """
+        wanted = Version(cuda)
+        known = {Version(v): driver for v, driver in self.cuda_min_driver.items()}
+        candidates = [v for v in known if v.release[:2] == wanted.release[:2] and v <= wanted]
+        return known[max(candidates)] if candidates else None
 
     def index_cuda(self, index: str) -> str | None:
         return self.torch_indexes[index]
@@ -196,7 +214,6 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
                 os_nccl=b["os_nccl"],
                 cuda_compat=bool(b["cuda_compat"]),
                 nvcc=dict(b["nvcc"]),
-                size_gb=b["size_gb"],
                 network={c: {k: str(v) for k, v in n.items()} for c, n in b["network"].items()},
             )
             for name, b in bases["bases"].items()
@@ -235,17 +252,22 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
         flash_attn_url=fa["url"],
         flash_attn_filename=fa["filename"],
         flash_attn_companions={str(k): str(v) for k, v in fa["companions"].items()},
-        xformers_pins={str(k): str(v) for k, v in xf["pins"].items()},
-        apex_archive_url=apex["archive_url"],
-        apex_build_env={str(k): str(v) for k, v in apex["build_env"].items()},
+        xformers_pins={
+            str(k): XformersPin(torch=str(p["torch"]), cuda=None if p.get("cuda") is None else str(p["cuda"]))
+            for k, p in xf["pins"].items()
+        },
+        apex=ApexFacts(
+            archive_url=str(apex["archive_url"]),
+            build_options=tuple(str(o) for o in apex["build_options"]),
+            nvcc_must_match_torch_cuda=str(apex["nvcc_must_match_torch_cuda"]),
+        ),
         extensions={
             name: ExtensionFacts(
                 name=name,
                 kind=e["kind"],
                 import_name=e["import"],
-                native_module=e.get("native_module"),
+                native_modules=tuple(str(m) for m in e.get("native_modules", [])),
                 compiled=bool(e["compiled"]),
-                source_build_abi=e.get("source_build_abi"),
             )
             for name, e in ext["extensions"].items()
         },

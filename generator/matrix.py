@@ -175,14 +175,14 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
     stacks = _stacks(r, top.get("stacks", {"plain": []}), known_ext)
     _refuse_unused_pins(r, torch_rows, declared, stacks)
     stack_names = tuple(name for name, _ in stacks)
-    torch_versions = tuple(row.version for row in torch_rows)
+    torch_keys = tuple(row.key for row in torch_rows)
 
     exclude = tuple(
         _selector(r, item, ("exclude", i))
         for i, item in enumerate(r.seq(top.get("exclude", []), ("exclude",), nonempty=False))
     )
     include = tuple(
-        _include(r, item, ("include", i), torch_versions, stack_names)
+        _include(r, item, ("include", i), torch_keys, stack_names)
         for i, item in enumerate(r.seq(top.get("include", []), ("include",), nonempty=False))
     )
     overrides = tuple(
@@ -306,9 +306,6 @@ def _torch_rows(
             item = {"version": item}  # `- 2.6.0` is shorthand for `- {version: 2.6.0}`
         spec = r.mapping(item, path, required=("version",))
         version = r.string(spec["version"], (*path, "version"), validators.release_version)
-        if version in seen:
-            raise r.fail((*path, "version"), f"torch {version} is already listed at torch[{seen[version]}]")
-        seen[version] = i
         facts_row = facts.torch.get(minor(version))
         if facts_row is None:
             raise r.fail(
@@ -325,6 +322,15 @@ def _torch_rows(
             spec.get("torchaudio", f"{facts_row.torchaudio_minor}.{patch}"), (*path, "torchaudio"), _companion
         )
         index = r.choice(spec.get("index", "pypi"), (*path, "index"), ("pypi", *facts.torch_indexes), "index")
+        # One release may be listed once per build: the default one and each CUDA index (`2.8.0+cu129`).
+        key = version if index == "pypi" else f"{version}+{index}"
+        if key in seen:
+            raise r.fail(
+                (*path, "version"),
+                f"torch {key} is already listed at torch[{seen[key]}]; a second row of one release needs "
+                "another `index:`",
+            )
+        seen[key] = i
         pins = []
         for key, pin in spec.items():
             if key in TORCH_KEYS:
@@ -393,13 +399,15 @@ def _selector(r: _Reader, value: Any, path: KeyPath) -> Selector:
     return Selector(patterns=tuple(patterns), origin=r.origin(path))
 
 
-def _include(
-    r: _Reader, value: Any, path: KeyPath, torch_versions: tuple[str, ...], stacks: tuple[str, ...]
-) -> Include:
+def _include(r: _Reader, value: Any, path: KeyPath, torch_keys: tuple[str, ...], stacks: tuple[str, ...]) -> Include:
     spec = r.mapping(value, path, SELECTOR_KEYS, required=("cloud", "variant", "torch", "stack"))
-    torch_value = r.string(spec["torch"], (*path, "torch"), validators.release_version)
-    if torch_value not in torch_versions:
-        raise r.fail((*path, "torch"), f"torch {torch_value} is not a row of `torch:` ({', '.join(torch_versions)})")
+    torch_value = r.string(spec["torch"], (*path, "torch"), validators.torch_key)
+    if torch_value not in torch_keys:
+        raise r.fail(
+            (*path, "torch"),
+            f"torch {torch_value} is not a row of `torch:` ({', '.join(torch_keys)}; a CUDA index build is "
+            "named like 2.8.0+cu129)",
+        )
     return Include(
         cloud=r.choice(spec["cloud"], (*path, "cloud"), CLOUDS, "cloud"),
         variant=r.choice(spec["variant"], (*path, "variant"), VARIANTS, "variant"),

@@ -60,6 +60,12 @@ class TorchRow:
     def pin(self, extension: str) -> ExtensionPin | None:
         return next((p for p in self.pins if p.name == extension), None)
 
+    @property
+    def key(self) -> str:
+        """The row's identity, what selectors and includes name: `2.8.0` for the package index's default
+        build, `2.8.0+cu129` (torch's own local version label) for a build from a CUDA index."""
+        return self.version if self.index == "pypi" else f"{self.version}+{self.index}"
+
 
 @dataclass(frozen=True)
 class Selector:
@@ -111,8 +117,8 @@ class Matrix:
     def stack(self, name: str) -> tuple[str, ...]:
         return dict(self.stacks)[name]
 
-    def torch_row(self, version: str) -> TorchRow:
-        return next(r for r in self.torch if r.version == version)
+    def torch_row(self, key: str) -> TorchRow:
+        return next(r for r in self.torch if r.key == key)
 
     def declared(self, extension: str) -> ExtensionDecl | None:
         return next((d for d in self.extensions if d.name == extension), None)
@@ -139,13 +145,17 @@ class Extension:
     version: str
     build: str  # wheel | source | pip
     import_name: str | None
-    native_module: str | None
+    native_modules: tuple[str, ...]  # compiled modules the probe imports (empty: none known, or pure Python)
     artifacts: tuple[Artifact, ...]
     abi: int | None  # the ABI it was really built with; None: pure Python
     abi_note: str  # one line: how that ABI was determined
     problem: str | None  # why no correct artifact exists (the cell FAILs)
     origin: Origin
     abi_problem: bool = False  # the problem is that no artifact has torch's C++11 ABI
+    # The CUDA the artifact itself was built with, where knowledge has it and it may differ from torch's
+    # (xformers 0.0.31.post1: 12.8 beside torch 2.7.1's 12.6): the host driver must serve it too.
+    cuda: str | None = None
+    cuda_note: str = ""  # how `cuda` is known, for the check table
 
 
 @dataclass(frozen=True)

@@ -295,18 +295,20 @@ def _abi(cell: Cell, facts: Facts, expected: Expectations) -> Check:
             statuses.append(FAIL)
             parts.append(f"{e.name}: not probed")
             continue
-        module = e.native_module or e.import_name
-        result = got.get("native") if e.native_module else got.get("import")
-        if module is None:  # knowledge names nothing to load: nothing was measured
+        module = ", ".join(e.native_modules) or e.import_name
+        result = got.get("native") if e.native_modules else got.get("import")
+        if not module:  # knowledge names nothing to load: nothing was measured
             statuses.append(NA)
             parts.append(f"{e.name}: no module to load known")
             continue
         if result == "ok":
             statuses.append(OK)
-            parts.append(f"{e.name}: {module} loads")
+            parts.append(f"{e.name}: {module} load" + ("" if len(e.native_modules) > 1 else "s"))
             continue
         statuses.append(FAIL)
         hint = " (built against another C++11 ABI than torch's)" if "undefined symbol" in str(result) else ""
+        if e.native_modules:  # the payload says which one: "<module>: <why>"
+            module, _, result = str(result).partition(": ")
         parts.append(f"{e.name}: {module} does not load{hint}: {result}")
     return Check("abi", title, worst(statuses), f"torch ABI {cell.abi}; " + "; ".join(parts))
 

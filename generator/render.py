@@ -50,6 +50,11 @@ INSTALL = {
     "uv": "uv pip install --python {python} --no-cache",
     "pip": "{python} -m pip install --no-cache-dir --break-system-packages",
 }
+# One PEP 517 build option (it lands in setup.py's argv through setuptools' build_meta), per installer.
+BUILD_OPTION = {
+    "uv": "-C--build-option={option}",
+    "pip": "--config-settings=--build-option={option}",
+}
 
 
 # libyaml's dumper when present: the same bytes, about 6x faster than PyYAML's pure-Python one, and
@@ -184,7 +189,7 @@ class Renderer:
             "build_tools": " ".join(f"{k}=={v}" for k, v in sorted(facts.build_tools.items())),
             "max_jobs": facts.build_max_jobs,
             "arch_list": self._arch_list(cell),
-            "source_env": sorted(facts.apex_build_env.items()),
+            "build_options": build_options(cell.installer, facts.apex.build_options),
             "digest": DIGEST_SLOT,
             "tag": TAG_SLOT,
         }
@@ -272,6 +277,11 @@ class Renderer:
         }
 
 
+def build_options(installer: str, options: tuple[str, ...]) -> str:
+    """The installer's spelling of build options for setup.py's argv, e.g. uv's `-C--build-option=--cpp_ext`."""
+    return " ".join(BUILD_OPTION[installer].format(option=o) for o in options)
+
+
 def expect_json(cell: Cell) -> dict[str, Any]:
     """What the in-image smoke test and probe compare against: torch, its ABI, every extension (pip ones
     have no import name and are checked by version only)."""
@@ -281,7 +291,7 @@ def expect_json(cell: Cell) -> dict[str, Any]:
         "torch_cuda": cell.torch_cuda,
         "cxx11_abi": cell.abi,
         "extensions": [
-            {"name": e.name, "version": e.version, "import": e.import_name, "native_module": e.native_module}
+            {"name": e.name, "version": e.version, "import": e.import_name, "native_modules": list(e.native_modules)}
             for e in cell.extensions
         ],
     }

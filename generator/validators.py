@@ -45,6 +45,14 @@ def release_version(text: str) -> str:
     return str(Version(padded + str(v)[len(".".join(map(str, v.release))) :]))
 
 
+def torch_key(text: str) -> str:
+    """A torch row's name: a release (`2.8` means `2.8.0`), with `+cuXYZ` for a build from a CUDA index."""
+    release, plus, index = text.partition("+")
+    if plus and not re.fullmatch(r"[a-z0-9]{1,20}", index):
+        raise ValueError(f"{text!r}: the part after '+' names a torch index, like cu129")
+    return f"{release_version(release)}+{index}" if plus else release_version(release)
+
+
 def python_version(text: str) -> str:
     """`3.12` style: major.minor only."""
     v = Version(version(text))
@@ -91,6 +99,6 @@ def driver_version(text: str) -> str:
 
 def pattern(text: str) -> str:
     """An fnmatch selector value: the characters of names and versions plus `*?[]!`."""
-    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9._*?\[\]!-]{1,100}", text):
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z0-9._+*?\[\]!-]{1,100}", text):
         raise ValueError(f"{text!r} is not a selector pattern")
     return text

@@ -53,7 +53,7 @@ def resolve(
         version=version,
         build="pip",
         import_name=None,
-        native_module=None,
+        native_modules=(),
         artifacts=(),
         abi=None,
         abi_note="pure Python",
@@ -71,7 +71,7 @@ def _template(name: str, kind: str, build: str, facts: Knowledge, origin: Origin
         version="none",
         build=build,
         import_name=ext.import_name,
-        native_module=ext.native_module,
+        native_modules=ext.native_modules,
         artifacts=(),
         abi=None,
         abi_note="unresolved",
@@ -91,17 +91,20 @@ def _flash_attn(
     base = _template(name, "release-wheel", "wheel", facts, origin)
     if build == "source":
         v = version or max(facts.flash_attn, key=Version)
-        forced = facts.extensions[name].source_build_abi
-        abi = forced if forced is not None else torch.abi
         # The sdist is fetched and sha256-locked like every other artifact, never resolved at build time.
         sdist = Artifact(filename=f"flash_attn-{v}.tar.gz", url=None, project="flash-attn", version=v)
+        # A FORCED build takes torch's ABI (knowledge/extensions.yaml): only FLASH_ATTENTION_FORCE_CXX11_ABI,
+        # which the recipe never sets, would force 1.
         return replace(
             base,
             version=v,
             build="source",
             artifacts=(_einops(facts), sdist),
-            abi=abi,
-            abi_note=f"source build with nvcc: always ABI {abi} on Ubuntu 24.04, whatever torch's",
+            abi=torch.abi,
+            abi_note=(
+                f"forced source build (FLASH_ATTENTION_FORCE_BUILD=TRUE): follows torch's "
+                f"_GLIBCXX_USE_CXX11_ABI, so ABI {torch.abi}"
+            ),
         )
     candidates = [version] if version else sorted(facts.flash_attn, key=Version, reverse=True)
     first: tuple[str, bool] | None = None
@@ -161,34 +164,41 @@ def _cuda_of_label(label: str) -> Version:
 def _xformers(name: str, version: str | None, torch: TorchBuild, facts: Knowledge, origin: Origin) -> Extension:
     base = _template(name, "torch-pinned", "wheel", facts, origin)
     if version is None:
-        matches = [v for v, t in facts.xformers_pins.items() if Version(t) == Version(torch.version)]
+        matches = [v for v, p in facts.xformers_pins.items() if Version(p.torch) == Version(torch.version)]
         if not matches:
             return replace(
                 base, problem=f"no xformers release pins torch {torch.version} (generator/knowledge/xformers.yaml)"
             )
         version = max(matches, key=Version)
-    pinned = facts.xformers_pins.get(version)
-    if pinned is None:
+    pin = facts.xformers_pins.get(version)
+    if pin is None:
         return replace(base, version=version, problem=f"xformers {version} is not in generator/knowledge/xformers.yaml")
-    if Version(pinned) != Version(torch.version):
+    if Version(pin.torch) != Version(torch.version):
         return replace(
             base,
             version=version,
-            problem=f"xformers {version} pins torch=={pinned}, the cell has torch {torch.version}",
+            problem=f"xformers {version} pins torch=={pin.torch}, the cell has torch {torch.version}",
         )
-    # Built against the package index's default torch build of that release: same ABI, same CUDA major.
+    # Built against the package index's default torch build of that release: its ABI, and its CUDA unless
+    # the wheel's own cpp_lib.json (knowledge) says otherwise.
     default = facts.torch[torch.minor]
-    built_cuda = facts.index_cuda(default.pypi_cuda)
+    built_cuda = pin.cuda or facts.index_cuda(default.pypi_cuda)
     if built_cuda is None or torch.cuda is None or built_cuda.split(".")[0] != torch.cuda.split(".")[0]:
         return replace(
             base,
             version=version,
-            problem=f"xformers {version} on the package index is built for CUDA {built_cuda} "
-            f"({default.pypi_cuda}); this torch is {torch.index}",
+            problem=f"xformers {version} on the package index is built for CUDA {built_cuda}; "
+            f"this torch is {torch.index}",
         )
     built_abi = default.abi
+    how = "its cpp_lib.json" if pin.cuda else f"assumed from torch {pin.torch}'s default build, not audited"
     return replace(
-        base, version=version, abi=built_abi, abi_note=f"built against torch {pinned} default build (ABI {built_abi})"
+        base,
+        version=version,
+        abi=built_abi,
+        abi_note=f"built against torch {pin.torch} default build (ABI {built_abi})",
+        cuda=built_cuda,
+        cuda_note=f"built with CUDA {built_cuda} ({how})",
     )
 
 
@@ -198,7 +208,7 @@ def _apex(name: str, version: str | None, torch: TorchBuild, facts: Knowledge, o
         return replace(base, problem="apex has no prebuilt wheels: pin a source commit (`apex: <40-hex commit>`)")
     archive = Artifact(
         filename=f"apex-{version}.tar.gz",
-        url=facts.apex_archive_url.format(ref=version),
+        url=facts.apex.archive_url.format(ref=version),
         project="apex",
         version=version,
     )

@@ -24,6 +24,7 @@ from generator.compat import (
     summary_table,
     worst,
 )
+from generator.facts import knowledge
 from generator.fleet import Fleet
 from generator.model import Cell
 from tests.conftest import DEFAULT_MATRIX, build_matrix
@@ -79,8 +80,11 @@ def assert_detail(c: Check, status: str, *words: str, absent: tuple[str, ...] = 
 @pytest.mark.parametrize(
     ("host", "status", "words"),
     [
-        (None, OK, ("CUDA 12.9 needs ≥575.51.03", "host 580.126.16 (aws)", "cuda-compat: NOT needed")),
-        ("575.51.03", OK, ("host 575.51.03", "NOT needed")),  # exactly the minimum
+        # The Databricks bases are CUDA 12.9.1 (12.9 Update 1), whose own minimum is above 12.9 GA's.
+        (None, OK, ("CUDA 12.9.1 (the base's toolkit) needs ≥575.57.08", "host 580.126.16 (aws)", "NOT needed")),
+        ("575.57.08", OK, ("host 575.57.08", "NOT needed")),  # exactly the minimum
+        ("575.55", WARN, ("CUDA 12.9.1 (the base's toolkit) needs ≥575.57.08", "host 575.55")),  # between GA and U1
+        ("575.51.03", WARN, ("host 575.51.03", "minor-version compatibility")),  # 12.9 GA's minimum is not enough
         ("550.54.14", WARN, ("host 550.54.14", "minor-version compatibility", "the base ships cuda-compat")),
         ("525.60.13", WARN, ("minor-version compatibility",)),  # exactly the CUDA 12 floor
         ("520.61.05", FAIL, ("host 520.61.05", "Below the CUDA 12 floor 525.60.13", "will not run")),
@@ -103,11 +107,16 @@ def test_driver_warn_on_scratch_names_the_cuda_compat_package(load_fleet: LoadFl
     ("row", "host", "status", "words"),
     [
         # torch's own CUDA (13.0 from the cu130 index) is newer than the base's 12.9: it sets the requirement.
-        ("{version: 2.9.0, index: cu130}", "578.10", FAIL, ("CUDA 13.0 needs ≥580.65.06", "CUDA 13 floor 580.65.06")),
-        ("{version: 2.9.0, index: cu130}", "580.65.06", OK, ("CUDA 13.0 needs ≥580.65.06", "NOT needed")),
-        ("{version: 2.9.0, index: cu130}", None, OK, ("CUDA 13.0 needs ≥580.65.06", "host 580.126.16")),
-        # the same host with torch's default cu128 build: the base's CUDA 12.9 is the requirement, and it is met.
-        ("{version: 2.9.0}", "578.10", OK, ("CUDA 12.9 needs ≥575.51.03",)),
+        (
+            "{version: 2.9.0, index: cu130}",
+            "578.10",
+            FAIL,
+            ("CUDA 13.0 (torch 2.9.0) needs ≥580.65.06", "CUDA 13 floor 580.65.06"),
+        ),
+        ("{version: 2.9.0, index: cu130}", "580.65.06", OK, ("CUDA 13.0 (torch 2.9.0) needs ≥580.65.06", "NOT needed")),
+        ("{version: 2.9.0, index: cu130}", None, OK, ("CUDA 13.0 (torch 2.9.0) needs ≥580.65.06", "host 580.126.16")),
+        # the same host with torch's default cu128 build: the base's CUDA 12.9.1 is the requirement, and it is met.
+        ("{version: 2.9.0}", "578.10", OK, ("CUDA 12.9.1 (the base's toolkit) needs ≥575.57.08",)),
     ],
 )
 def test_driver_requirement_is_the_newer_of_base_and_torch_cuda(
@@ -350,8 +359,9 @@ def test_network_fabrics_groups_accelerators_by_fabric(
             "{version: 2.6.0, flash-attn: {version: 2.8.3, build: source}}",
             "flash-attn",
             "",
-            FAIL,
-            ("source build", "ABI 1", "but torch has ABI 0"),
+            # A FORCED source build follows torch's ABI (flash-attn setup.py v2.8.3): not an ABI FAIL.
+            OK,
+            ("forced source build", "follows torch's _GLIBCXX_USE_CXX11_ABI", "ABI 0 = torch ABI 0"),
             id="torch2.6-default+fa-source",
         ),
         pytest.param(
@@ -473,7 +483,7 @@ def test_python_must_be_the_base_python(
         ),
         pytest.param(
             "devel",
-            "{version: 2.6.0}",
+            "{version: 2.8.0, index: cu129}",
             "apex",
             apex_pin(),
             OK,
@@ -688,3 +698,77 @@ def test_default_matrix_covers_the_fleet(default_fleet: Fleet) -> None:
     assert apex_variants == {"devel"}
     assert [c.index for c in cells] == list(range(1, len(cells) + 1))
     assert len({c.slug for c in cells}) == len(cells)
+
+
+# --- facts a source audit corrected (issue: apex that really compiles, and five facts) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "cuda", "fix"),
+    [
+        # PyPI torch 2.6 / 2.7 / 2.8 are CUDA 12.4 / 12.6 / 12.8; the devel bases' nvcc is 12.9.
+        ("{version: 2.6.0}", "12.4", "no torch 2.6 build has CUDA 12.9"),
+        ("{version: 2.7.1}", "12.6", "no torch 2.7 build has CUDA 12.9"),
+        ("{version: 2.8.0}", "12.8", "take torch from the cu129 index (`index: cu129` on the torch line)"),
+        ("{version: 2.8.0, index: cu128}", "12.8", "take torch from the cu129 index"),
+    ],
+)
+def test_apex_fails_when_torchs_cuda_minor_is_not_nvccs(load_fleet: LoadFleet, row: str, cuda: str, fix: str) -> None:
+    """apex's setup.py (check_cuda_torch_binary_vs_bare_metal) raises on any nvcc/torch CUDA difference, minor
+    included: such a cell would never build, so the checks must not call it OK."""
+    c = check(load_fleet, matrix(row, variant="devel", stack="apex", extra=apex_pin()), "builds")
+    assert_detail(c, FAIL, f"refuses nvcc 12.9 with torch built for CUDA {cuda}", fix)
+
+
+@pytest.mark.parametrize("base", ["databricks", "scratch"])  # CUDA 12.9.1 and 12.9.0: nvcc 12.9 both
+def test_apex_builds_against_the_torch_whose_cuda_is_nvccs(load_fleet: LoadFleet, base: str) -> None:
+    text = matrix("{version: 2.8.0, index: cu129}", variant="devel", base=base, stack="apex", extra=apex_pin())
+    assert worst([c.status for c in checks_of(load_fleet(text)).values()]) == OK
+
+
+def test_the_default_matrix_has_apex_cells_and_every_one_would_build() -> None:
+    fleet = Fleet.load(DEFAULT_MATRIX)
+    apex = [c for c in fleet.cells if any(e.name == "apex" for e in c.extensions)]
+    assert len(apex) >= 3  # both clouds' devel base, and the from-scratch devel image
+    for cell in apex:
+        assert cell.variant == "devel" and cell.torch_cuda is not None and cell.cuda is not None
+        assert cell.torch_cuda == ".".join(cell.cuda.split(".")[:2]), cell.slug  # nvcc's major.minor
+        assert worst([c.status for c in fleet.checks(cell)]) == OK, cell.slug
+
+
+def test_xformers_built_with_a_newer_cuda_than_torch_holds_the_host_to_it(load_fleet: LoadFleet) -> None:
+    """xformers 0.0.31.post1 is built with CUDA 12.8 (its cpp_lib.json) beside PyPI torch 2.7.1 (12.6). On a
+    base whose own toolkit asks less (12.6.3) and a host between 12.6's and 12.8's minimum, the wheel sets
+    the requirement: not OK. The same host with the plain cell is OK, so the wheel's CUDA is what moves it."""
+    from dataclasses import replace
+
+    from generator.compat import _driver
+
+    facts = knowledge()
+    fleet = load_fleet(matrix("{version: 2.7.1, xformers: 0.0.31.post1}", stack="xformers"))
+    cell = replace(only_cell(fleet), cuda="12.6.3", host_driver="565.57.01")
+    c = _driver(cell, facts)
+    assert_detail(c, WARN, "CUDA 12.8 (xformers 0.0.31.post1) needs ≥570.26", "host 565.57.01")
+    plain = replace(cell, extensions=())
+    assert_detail(_driver(plain, facts), OK, "CUDA 12.6.3 (the base's toolkit) needs ≥560.35.05")
+    # The check table says why the wheel's CUDA matters.
+    builds = checks_of(fleet)["builds"]
+    assert_detail(builds, OK, "built with CUDA 12.8 (its cpp_lib.json) while torch's is 12.6")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "minimum"),
+    [
+        ("12.9.1", "575.57.08"),  # 12.9 Update 1: the Databricks bases
+        ("12.9.0", "575.51.03"),  # 12.9 GA: nvidia/cuda:12.9.0
+        ("12.9", "575.51.03"),  # torch's CUDA, known to the minor: that minor's GA
+        ("12.8", "570.26"),
+        ("12.8.1", "570.124.06"),
+        ("12.3.2", "545.23.08"),  # not listed: the newest listed release of 12.3 not newer than it
+        ("12.6.2", "560.35.03"),
+        ("13.0.2", "580.95.05"),
+        ("12.7", None),  # there is no CUDA 12.7
+    ],
+)
+def test_minimum_driver_is_keyed_by_the_toolkits_full_version(cuda: str, minimum: str | None) -> None:
+    assert knowledge().min_driver(cuda) == minimum

@@ -102,3 +102,43 @@ def test_select_by_index_slug_and_pattern(load_fleet: LoadFleet) -> None:
         select(cells, ["17"])
     with pytest.raises(MatrixError, match="no cell matches"):
         select(cells, ["gcp-*"])
+
+
+ONE_RELEASE_TWO_BUILDS = """\
+schema: 1
+registry: {host: registry.example.com, repository: team/air}
+clouds: [aws]
+variants: [devel]
+accelerators: [GPU_1xA10]
+torch:
+  - {version: 2.8.0}
+  - {version: 2.8.0, index: cu129}
+stacks:
+  plain: []
+  apex: [apex]
+extensions:
+  apex: {version: 810ffae374a2b9cb4b5c5e28eaeca7d7998fca0c}
+exclude:
+  - {torch: 2.8.0, stack: apex}
+  - {torch: "*+cu129", stack: plain}
+include:
+  - {base: scratch, cloud: aws, variant: devel, torch: 2.8.0+cu129, stack: apex}
+"""
+
+
+def test_one_release_from_two_indexes_is_two_rows_named_by_torchs_local_version(load_fleet: LoadFleet) -> None:
+    """`2.8.0` (the package index's default build) and `2.8.0+cu129` are different builds: selectors and
+    includes name the latter with torch's own local version label, and its slugs name the index."""
+    cells = load_fleet(ONE_RELEASE_TWO_BUILDS).cells
+    assert [(c.slug, c.torch, c.torch_index, c.torch_from_pypi) for c in cells] == [
+        ("aws-devel-torch2.8", "2.8.0", "cu128", True),
+        ("aws-devel-torch2.8-cu129-apex", "2.8.0", "cu129", False),
+        ("aws-devel-scratch-torch2.8-cu129-apex", "2.8.0", "cu129", False),
+    ]
+
+
+def test_an_include_naming_no_row_says_how_index_rows_are_named(load_fleet: LoadFleet) -> None:
+    text = ONE_RELEASE_TWO_BUILDS.replace("torch: 2.8.0+cu129, stack: apex}", "torch: 2.8.0+cu126, stack: apex}")
+    with pytest.raises(MatrixError) as err:
+        load_fleet(text)
+    assert "include[0].torch: torch 2.8.0+cu126 is not a row of `torch:` (2.8.0, 2.8.0+cu129;" in str(err.value)

@@ -522,6 +522,14 @@ CASES = [
         "torch[1].version",
         ("torch 2.6.0 is already listed at torch[0]",),
     ),
+    # One release may appear once per build: the default one and each CUDA index.
+    Bad(
+        "duplicate-torch-index",
+        edit(ROW, "  - {version: 2.6.0, index: cu126}\n  - {index: cu126, version: 2.6.0}"),
+        "  - {index: cu126, version: 2.6.0}",
+        "torch[1].version",
+        ("torch 2.6.0+cu126 is already listed at torch[0]", "needs another `index:`"),
+    ),
     # A key path that carries a line break must not break the one-line error.
     Bad("key-carriage-return", add('"x\\rRUN id": 1\n'), "RUN id", None, ()),
     Bad("key-line-separator", add('"x\\LRUN id": 1\n'), "RUN id", None, ()),

@@ -67,7 +67,7 @@ SANDBOX_FACTS: dict[str, Any] = {
         "nccl": None,
         "nccl_note": "not measured: no GPU visible",
     },
-    "extensions": {"einops": {"import": "n/a", "native": "n/a", "native_module": None, "version": "0.8.2"}},
+    "extensions": {"einops": {"import": "n/a", "native": "n/a", "native_modules": {}, "version": "0.8.2"}},
     "network": {
         "efa": {"installed": False, "libfabric": []},
         "infiniband": {"ibv_devinfo": None, "libibverbs": []},
@@ -132,7 +132,7 @@ def gpu_fleet(load_fleet: Callable[[str], Fleet]) -> Fleet:
 
 
 def gpu_facts(cell: Cell) -> dict[str, Any]:
-    ext = {"import": "ok", "native": "ok", "native_module": "flash_attn_2_cuda", "version": "2.8.3"}
+    ext = {"import": "ok", "native": "ok", "native_modules": {"flash_attn_2_cuda": "ok"}, "version": "2.8.3"}
     return facts(
         torch=GPU_TORCH,
         driver="580.126.16",
@@ -232,10 +232,10 @@ def test_an_extension_at_another_version(einops_cell: Cell) -> None:
 def test_a_source_build_pin_is_a_commit_not_compared_with_the_version(einops_cell: Cell) -> None:
     commit = "810ffae374a2b9cb4b5c5e28eaeca7d7998fca0c"
     apex = Extension(
-        "apex", "source", commit, "source", "apex", "fused_layer_norm_cuda", (), 1, "built here", None, ORIGIN
+        "apex", "source", commit, "source", "apex", ("fused_layer_norm_cuda",), (), 1, "built here", None, ORIGIN
     )
     cell = replace(einops_cell, extensions=(apex,))
-    got = facts(extensions={"apex": {"import": "ok", "native": "ok", "native_module": "x", "version": "0.1"}})
+    got = facts(extensions={"apex": {"import": "ok", "native": "ok", "native_modules": {"x": "ok"}, "version": "0.1"}})
     assert rows(judge(cell, got))["extensions"].status == OK
 
 
@@ -382,13 +382,13 @@ def test_the_archive_carries_payload_and_expectations(einops_cell: Cell) -> None
         handle = tar.extractfile(f"{prefix}/expect.json")
         assert handle is not None
         expect = json.load(handle)
-    assert expect["extensions"] == [{"name": "einops", "version": "0.8.2", "import": None, "native_module": None}]
+    assert expect["extensions"] == [{"name": "einops", "version": "0.8.2", "import": None, "native_modules": []}]
 
 
 def test_the_payload_is_python_38_and_runs_without_torch(tmp_path: Path) -> None:
     ast.parse(PAYLOAD.read_text(encoding="utf-8"), feature_version=(3, 8))
     expect = tmp_path / "expect.json"
-    missing = {"name": "air-fleet-nothing", "version": "1", "import": "air_fleet_nothing", "native_module": "x._C"}
+    missing = {"name": "air-fleet-nothing", "version": "1", "import": "air_fleet_nothing", "native_modules": ["x._C"]}
     expect.write_text(json.dumps({"extensions": [missing, "junk"]}))
     done = subprocess.run(
         [sys.executable, str(PAYLOAD), str(expect)], capture_output=True, text=True, timeout=120, check=False
@@ -398,7 +398,8 @@ def test_the_payload_is_python_38_and_runs_without_torch(tmp_path: Path) -> None
     assert got["python"]["executable"] == sys.executable
     assert got["torch"]["imported"] is False or got["torch"]["version"]  # this venv has no torch, usually
     ext = got["extensions"]["air-fleet-nothing"]
-    assert ext["import"].startswith("ModuleNotFoundError") and ext["native"].startswith("ModuleNotFoundError")
+    assert ext["import"].startswith("ModuleNotFoundError") and ext["native"].startswith("x._C: ModuleNotFoundError")
+    assert ext["native_modules"]["x._C"].startswith("ModuleNotFoundError")
     assert ext["version"] is None
     assert any(d.startswith("pytest==") for d in got["distributions"])
     absent = subprocess.run(
@@ -416,8 +417,8 @@ def test_a_native_module_that_kills_the_interpreter_marks_only_its_extension(tmp
     (site / "crashy" / "_C.py").write_text("import os\nos.abort()\n")  # stands in for a crashing .so
     (site / "fine.py").write_text("")
     expect = tmp_path / "expect.json"
-    crashy = {"name": "crashy", "version": "1", "import": "crashy", "native_module": "crashy._C"}
-    fine = {"name": "fine", "version": "1", "import": "fine", "native_module": None}
+    crashy = {"name": "crashy", "version": "1", "import": "crashy", "native_modules": ["crashy._C"]}
+    fine = {"name": "fine", "version": "1", "import": "fine", "native_modules": []}
     expect.write_text(json.dumps({"extensions": [crashy, fine]}))
     done = subprocess.run(
         [sys.executable, str(PAYLOAD), str(expect)],
@@ -430,8 +431,9 @@ def test_a_native_module_that_kills_the_interpreter_marks_only_its_extension(tmp
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got["extensions"]["crashy"]["import"] == "ok"
-    assert got["extensions"]["crashy"]["native"].startswith("Crashed: the interpreter died of signal 6 (SIGABRT)")
-    assert got["extensions"]["fine"] == {"import": "ok", "native": "n/a", "native_module": None, "version": None}
+    native = got["extensions"]["crashy"]["native"]
+    assert native.startswith("crashy._C: Crashed: the interpreter died of signal 6 (SIGABRT)")
+    assert got["extensions"]["fine"] == {"import": "ok", "native": "n/a", "native_modules": {}, "version": None}
     assert got["python"] and got["distributions"] and got["errors"] == []
 
 

@@ -26,6 +26,7 @@ accelerators: [GPU_1xA10, GPU_8xH100]
 torch:
   - {version: 2.6.0, flash-attn: 2.7.4.post1, xformers: 0.0.29.post3}
   - {version: 2.7.1, flash-attn: 2.8.3}
+  - {version: 2.8.0, index: cu129}
 stacks:
   plain: []
   flash-attn: [flash-attn]
@@ -37,6 +38,8 @@ extensions:
   einops-extra: {kind: pip, version: 1.2.3}
 exclude:
   - {variant: runtime, stack: apex}
+  - {torch: [2.6.0, 2.7.1], stack: apex}  # apex needs torch's CUDA = nvcc's (12.9)
+  - {torch: 2.8.0+cu129, stack: [plain, flash-attn, xformers, tools]}
   - {torch: 2.7.1, stack: xformers}
 overrides:
   - select: {cloud: aws, base: scratch, variant: runtime}
@@ -136,11 +139,23 @@ def test_flash_attn_wheel_matches_torch_abi(rendered: dict[str, RenderedCell]) -
 def test_xformers_no_deps_and_apex_source_build(rendered: dict[str, RenderedCell]) -> None:
     xf = text(rendered["aws-runtime-torch2.6-xformers0.0.29.post3"], "Dockerfile")
     assert "--no-deps xformers==0.0.29.post3" in xf
-    apex = text(rendered["aws-devel-torch2.6-apex"], "Dockerfile")
+    apex = text(rendered["aws-devel-torch2.8-cu129-apex"], "Dockerfile")
     assert "COPY wheels/apex-810ffae374a2b9cb4b5c5e28eaeca7d7998fca0c.tar.gz /tmp/fleet/wheels/" in apex
-    assert "APEX_CPP_EXT=1 APEX_CUDA_EXT=1" in apex and "--no-build-isolation" in apex
+    # apex at the pinned commit reads --cpp_ext/--cuda_ext from setup.py's argv only: they go in as PEP 517
+    # build options, in each installer's spelling; the APEX_* variables (later commits) would be ignored.
+    uv_line = (
+        "uv pip install --python /opt/venv/bin/python --no-cache --no-build-isolation "
+        "-C--build-option=--cpp_ext -C--build-option=--cuda_ext /tmp/fleet/wheels/apex-"
+    )
+    assert uv_line in apex
+    assert "APEX_CPP_EXT" not in apex and "APEX_CUDA_EXT" not in apex
     assert 'TORCH_CUDA_ARCH_LIST="8.6;9.0"' in apex  # from the blessed accelerators
     assert "setuptools==" in apex and "ninja==" in apex  # build tools pinned, not implied
+    scratch = text(rendered["aws-devel-scratch-torch2.8-cu129-apex"], "Dockerfile")  # pip, not uv
+    assert (
+        "--no-build-isolation --config-settings=--build-option=--cpp_ext "
+        "--config-settings=--build-option=--cuda_ext /tmp/fleet/wheels/apex-"
+    ) in scratch
 
 
 def test_requirements_pin_pip_extensions_and_never_torch(rendered: dict[str, RenderedCell]) -> None:
@@ -275,7 +290,7 @@ exclude:
             "{version: 2.7.1, torchvision: 0.22.0}",
             {"aws-runtime-torch2.7", "aws-devel-torch2.7"},
         ),
-        ("{version: 2.7.1}", "{version: 2.7.1, index: cu128}", {"aws-runtime-torch2.7", "aws-devel-torch2.7"}),
+        ("{version: 2.7.1}", "{version: 2.7.1, torchaudio: 2.7.0}", {"aws-runtime-torch2.7", "aws-devel-torch2.7"}),
     ],
 )
 def test_digest_changes_exactly_when_the_build_would(

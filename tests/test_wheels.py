@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from generator.errors import MatrixError
-from generator.facts import Knowledge, knowledge
+from generator.facts import Knowledge, XformersPin, knowledge
 from generator.fleet import Fleet
 from generator.model import Artifact, Cell, Extension, Origin
 from generator.wheels import TorchBuild, cp_tag, resolve
@@ -66,7 +66,7 @@ def test_flash_attn_wheel_name_and_url_exactly(load_fleet: LoadFleet) -> None:
         0,
         None,
     )
-    assert (ext.import_name, ext.native_module) == ("flash_attn", "flash_attn_2_cuda")
+    assert (ext.import_name, ext.native_modules) == ("flash_attn", ("flash_attn_2_cuda",))
     assert ext.abi_note == "cxx11abiFALSE wheel, built with ABI 0"
     assert cell.slug == "aws-runtime-torch2.6-flash-attn2.7.4.post1"
 
@@ -238,12 +238,15 @@ def test_flash_attn_without_a_correct_wheel_carries_a_problem(
 @pytest.mark.parametrize(
     ("row", "variant", "version", "abi"),
     [
-        ("{version: 2.6.0, flash-attn: {version: 2.8.3, build: source}}", "devel", "2.8.3", 1),
+        # A FORCED build follows torch's ABI: flash-attn's setup.py (v2.8.3) forces 1 only with
+        # FLASH_ATTENTION_FORCE_CXX11_ABI, which the recipe never sets. PyPI torch 2.6.0 is ABI 0.
+        ("{version: 2.6.0, flash-attn: {version: 2.8.3, build: source}}", "devel", "2.8.3", 0),
+        ("{version: 2.6.0, index: cu126, flash-attn: {version: 2.8.3, build: source}}", "devel", "2.8.3", 1),
         ("{version: 2.7.1, flash-attn: {version: 2.7.4.post1, build: source}}", "devel", "2.7.4.post1", 1),
         ("{version: 2.7.1, flash-attn: {build: source}}", "devel", "2.8.3", 1),  # no version: the newest known
     ],
 )
-def test_flash_attn_source_build_is_always_abi_1_with_einops(
+def test_flash_attn_forced_source_build_takes_torchs_abi_with_einops(
     load_fleet: LoadFleet, row: str, variant: str, version: str, abi: int
 ) -> None:
     _, ext = resolved(load_fleet, matrix(row, "flash-attn", variant=variant))
@@ -251,7 +254,8 @@ def test_flash_attn_source_build_is_always_abi_1_with_einops(
     # The sdist is an artifact like any wheel: fetched and sha256-locked, never resolved at build time.
     sdist = Artifact(filename=f"flash_attn-{version}.tar.gz", url=None, project="flash-attn", version=version)
     assert ext.artifacts == (EINOPS, sdist)
-    assert "source build" in ext.abi_note
+    assert "forced source build (FLASH_ATTENTION_FORCE_BUILD=TRUE): follows torch's" in ext.abi_note
+    assert ext.abi_note.endswith(f"ABI {abi}")
 
 
 def test_einops_companion_comes_from_knowledge() -> None:
@@ -299,7 +303,8 @@ def test_cuda_label_is_the_newest_not_newer_than_torch_cuda() -> None:
 
 def test_unpinned_xformers_takes_the_newest_release_pinning_that_torch() -> None:
     facts = knowledge()
-    facts = replace(facts, xformers_pins={"0.0.32.post1": "2.8.0", **facts.xformers_pins, "0.0.32": "2.8.0"})
+    other = XformersPin(torch="2.8.0", cuda=None)
+    facts = replace(facts, xformers_pins={"0.0.32.post1": other, **facts.xformers_pins, "0.0.32": other})
     torch = TorchBuild(version="2.8.0", minor="2.8", index="cu128", from_pypi=True, cuda="12.8", abi=1, python="3.12")
     ext = resolve("xformers", None, "wheel", "torch-pinned", torch, facts, ORIGIN)
     assert (ext.version, ext.abi, ext.problem) == ("0.0.32.post2", 1, None)
@@ -349,7 +354,7 @@ def test_xformers_pin_and_abi_of_the_default_torch_build(
     assert (ext.kind, ext.build, ext.version, ext.abi, ext.problem) == ("torch-pinned", "wheel", version, abi, None)
     assert ext.artifacts == ()  # installed from the package index by exact version
     assert f"(ABI {abi})" in ext.abi_note
-    assert (ext.import_name, ext.native_module) == ("xformers", "xformers._C")
+    assert (ext.import_name, ext.native_modules) == ("xformers", ("xformers._C",))
 
 
 @pytest.mark.parametrize(
@@ -403,7 +408,8 @@ def test_apex_source_archive_takes_torch_abi(load_fleet: LoadFleet, row: str, ab
     )
     assert (ext.kind, ext.build, ext.version, ext.abi, ext.problem) == ("source", "source", APEX_COMMIT, abi, None)
     assert cell.abi == abi
-    assert cell.slug == "aws-devel-torch2.6-apex"
+    # A torch from a CUDA index names it in the slug: one release may be listed once per build.
+    assert cell.slug == ("aws-devel-torch2.6-apex" if abi == 0 else "aws-devel-torch2.6-cu126-apex")
 
 
 def test_apex_pin_on_the_torch_row_wins_over_the_matrix_wide_one(load_fleet: LoadFleet) -> None:
@@ -424,9 +430,7 @@ def test_apex_without_a_commit_has_no_archive(load_fleet: LoadFleet) -> None:
 def test_xformers_refuses_a_torch_build_of_another_cuda_major(load_fleet: LoadFleet) -> None:
     """The package-index xformers wheel is built for torch's default CUDA 12 build; a cu118 torch cannot load it."""
     _, ext = resolved(load_fleet, matrix("{version: 2.6.0, index: cu118, xformers: 0.0.29.post3}", "xformers"))
-    assert (
-        ext.problem == "xformers 0.0.29.post3 on the package index is built for CUDA 12.4 (cu124); this torch is cu118"
-    )
+    assert ext.problem == "xformers 0.0.29.post3 on the package index is built for CUDA 12.4; this torch is cu118"
     assert not ext.abi_problem
     # Same CUDA major, other index: resolved (the ABI check judges it separately).
     _, same_major = resolved(load_fleet, matrix("{version: 2.6.0, index: cu126, xformers: 0.0.29.post3}", "xformers"))

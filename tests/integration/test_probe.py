@@ -68,26 +68,12 @@ GPU_ROWS = ("driver", "cuda", "nccl")
 # `_ZN3c106Symbol14fromQualStringERKSs` (`Ss` = the old std::string), which nothing exports, so the
 # dynamic loader refuses the module at import: "undefined symbol". That is the failure a wheel built for
 # the other ABI (flash-attn's mislabelled cxx11abiFALSE wheels) shows; the same source with ABI 1 loads.
-EXTENSION_CPP = r"""
-#include <Python.h>
-#include <string>
-#include <ATen/core/symbol.h>
-
-static PyObject* intern(PyObject*, PyObject* arg) {
-  const char* text = PyUnicode_AsUTF8(arg);
-  if (text == nullptr) return nullptr;
-  c10::Symbol symbol = c10::Symbol::fromQualString(std::string(text));
-  return PyLong_FromUnsignedLong(static_cast<c10::unique_t>(symbol));
-}
-
-static PyMethodDef methods[] = {
-  {"intern", intern, METH_O, "c10::Symbol::fromQualString"},
-  {nullptr, nullptr, 0, nullptr},
-};
-static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
-
-PyMODINIT_FUNC PyInit__C(void) { return PyModule_Create(&module); }
-"""
+# The source is the apex stand-in's apex_C (tests/fixtures/apex_argv), renamed to `_C`.
+EXTENSION_CPP = (
+    (Path(__file__).parent.parent / "fixtures" / "apex_argv" / "csrc" / "flatten_unflatten.cpp")
+    .read_text(encoding="utf-8")
+    .replace("apex_C", "_C")
+)
 OLD_ABI_SYMBOL = "_ZN3c106Symbol14fromQualStringERKSs"
 # python3-dev for Python.h (the venv's Python is Debian's 3.11); the compiler comes with the devel base.
 # Each package: a pure-Python __init__ (imports fine), the native _C beside it (where the ABI shows), and
@@ -115,7 +101,7 @@ def _extension(name: str, abi: int) -> Extension:
         version="0.1.0",
         build="wheel",
         import_name=module,
-        native_module=f"{module}._C",
+        native_modules=(f"{module}._C",),
         artifacts=(),
         abi=abi,
         abi_note=f"compiled here with -D_GLIBCXX_USE_CXX11_ABI={abi}",

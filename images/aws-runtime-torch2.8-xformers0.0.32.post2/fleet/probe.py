@@ -9,7 +9,7 @@ that does not import, a missing nvidia-smi) never hides the others.
 
     python probe.py [EXPECT_JSON]   # default: expect.json beside this file (/opt/fleet/expect.json)
 
-EXPECT_JSON is the fleet's expect.json: {"extensions": [{"name", "version", "import", "native_module"}]};
+EXPECT_JSON is the fleet's expect.json: {"extensions": [{"name", "version", "import", "native_modules"}]};
 anything else in it is ignored, and a missing or unreadable file means no extensions to import.
 """
 
@@ -240,23 +240,29 @@ def _imports_here(modules: list[str]) -> None:
 
 
 def extension_facts(extensions: list[Json]) -> Json:
-    """Import each extension and its native module (where a wrong C++ ABI shows), each extension in a
-    child interpreter of its own: a native module that crashes the interpreter marks only its extension."""
+    """Import each extension and its native modules (where a wrong C++ ABI shows), each extension in a
+    child interpreter of its own: a native module that crashes the interpreter marks only its extension.
+    `native` is "ok" when every native module loads, else the first failure as "<module>: <why>"."""
     out: Json = {}
     for ext in extensions:
         name = ext["name"]
-        entry: Json = {"import": "n/a", "native": "n/a", "native_module": ext.get("native_module")}
+        natives = [m for m in ext.get("native_modules") or [] if isinstance(m, str) and m]
+        entry: Json = {"import": "n/a", "native": "n/a", "native_modules": {m: "n/a" for m in natives}}
         entry["version"] = _version(name)
-        pairs = (("import", ext.get("import")), ("native", ext.get("native_module")))
-        wanted = {key: module for key, module in pairs if isinstance(module, str) and module}
+        wanted = [m for m in (ext.get("import"), *natives) if isinstance(m, str) and m]
         if wanted:
             try:
-                lines, missing = _child(["--import", *wanted.values()]), "the child said nothing about it"
+                lines, missing = _child(["--import", *wanted]), "the child said nothing about it"
             except ChildDied as exc:  # it died at the first module it has no line for
                 lines, missing = exc.lines, f"Crashed: the interpreter {exc}"
             results = {str(line.get("module")): str(line.get("result")) for line in lines}
-            for key, module in wanted.items():
-                entry[key] = results.get(module, missing)
+            if ext.get("import"):
+                entry["import"] = results.get(ext["import"], missing)
+            for module in natives:
+                entry["native_modules"][module] = results.get(module, missing)
+            failed = [f"{m}: {r}" for m, r in entry["native_modules"].items() if r != "ok"]
+            if natives:
+                entry["native"] = failed[0] if failed else "ok"
         out[name] = entry
     return out
 

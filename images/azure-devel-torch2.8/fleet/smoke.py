@@ -41,7 +41,7 @@ def main() -> int:
             problems.append("GPU matmul gave a wrong result")
     report["extensions"] = {}
     for ext in expect["extensions"]:
-        modules = [m for m in (ext["import"], ext.get("native_module")) if m]
+        modules = [m for m in (ext["import"], *ext.get("native_modules", [])) if m]
         try:
             for module in modules:
                 importlib.import_module(module)
