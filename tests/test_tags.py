@@ -1,4 +1,11 @@
-"""tags_for: the immutable content-digest tag plus the moving aliases, checked against the OCI tag grammar."""
+"""tags_for and check_tag against their specification, not against their own code.
+
+The rules (generator/tags.py's docstring, the README's "Tags"): an image is pushed as `<slug>-<first 12 hex of
+the sha256 content digest>` (immutable), `<slug>` and `<slug>-<yyyymmdd>` (UTC date); every tag must be one
+the OCI distribution spec allows, and a slug too long for that is an error, never truncated. They are
+checked with literal examples, and as properties over the cells the generator really makes (the default
+matrix, and the 1,020-cell stress matrix of benchmarks/generate.py) and over random slugs.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +13,23 @@ import datetime
 import hashlib
 import random
 import re
+from pathlib import Path
 
 import pytest
 
+from benchmarks.generate import pip_packages_for, stress_matrix, write_matrix
 from generator.fleet import Fleet
 from generator.render import image_tag
-from generator.tags import TAG, Tags, check_tag, tags_for
+from generator.tags import Tags, check_tag, tags_for
 from tests.conftest import DEFAULT_MATRIX
 
 DIGEST = "sha256:" + hashlib.sha256(b"air-fleet").hexdigest()
 DAY = datetime.date(2026, 3, 7)
-OCI_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")  # the spec's grammar, written out again on purpose
+# The OCI distribution spec (opencontainers/distribution-spec, spec.md, "Pulling manifests"): "<reference> as
+# a tag MUST be at most 128 characters in length and MUST match the following regular expression:
+# [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}". Copied from the spec, not from generator/tags.py; the whole tag
+# must match, so it is used with fullmatch.
+OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 SLUG_HEAD, SLUG_TAIL = "abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789._-"
 MAX_SLUG = 128 - len("-") - 12  # the immutable tag is the longest: <slug>-<12 hex>
 
@@ -37,12 +50,48 @@ def random_digest(rng: random.Random) -> str:
 
 
 def test_the_tags_of_a_cell() -> None:
-    tags = tags_for("aws-runtime-torch2.6-flash-attn2.7.4.post1", DIGEST, DAY)
+    digest = "sha256:0123456789abcdef" + "f" * 48
+    tags = tags_for("aws-runtime-torch2.6-flash-attn2.7.4.post1", digest, DAY)
     assert tags == Tags(
-        immutable=f"aws-runtime-torch2.6-flash-attn2.7.4.post1-{DIGEST[7:19]}",
+        immutable="aws-runtime-torch2.6-flash-attn2.7.4.post1-0123456789ab",
         aliases=("aws-runtime-torch2.6-flash-attn2.7.4.post1", "aws-runtime-torch2.6-flash-attn2.7.4.post1-20260307"),
     )
-    assert tags.all == (tags.immutable, *tags.aliases)
+    assert tags.all == (tags.immutable, *tags.aliases)  # the immutable tag is pushed first
+    # A bare hex digest is the same digest; months and days are two digits.
+    assert tags_for("c", "0123456789abcdef" + "f" * 48, datetime.date(2027, 1, 2)).all == (
+        "c-0123456789ab",
+        "c",
+        "c-20270102",
+    )
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "a",
+        "Z",
+        "0",
+        "_",
+        "_x",
+        "latest",
+        "v1.2.3-rc.1_B",
+        "aws-runtime-torch2.6",
+        "a" * 128,
+        "A-" * 64,
+        "a.." + "_" * 10,
+    ],
+)
+def test_tags_the_spec_allows(tag: str) -> None:
+    assert check_tag(tag) == tag
+
+
+@pytest.mark.parametrize(
+    "tag",
+    ["", ".", "-", ".a", "-a", "a" * 129, "a:b", "a/b", "a b", "a+b", "a@b", "é", "a\n", "\ta", "ａ", "a\u0000"],
+)
+def test_tags_the_spec_forbids(tag: str) -> None:
+    with pytest.raises(ValueError, match="invalid image tag"):
+        check_tag(tag)
 
 
 def test_the_immutable_tag_is_the_renderers() -> None:
@@ -52,6 +101,30 @@ def test_the_immutable_tag_is_the_renderers() -> None:
         tags = tags_for(rendered.cell.slug, rendered.digest, DAY)
         assert tags.immutable == rendered.tag == image_tag(rendered.cell.slug, rendered.digest)
         assert rendered.ref == f"{rendered.cell.image}:{tags.immutable}"
+
+
+@pytest.fixture(scope="module")
+def generated_slugs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """The slugs of every cell the generator makes from the default matrix and from the benchmark's stress
+    matrix (1,020 cells: every cloud, variant, base, torch row and extension combination it knows)."""
+    stress = tmp_path_factory.mktemp("stress") / "matrix.yaml"
+    write_matrix(stress, stress_matrix(pip_packages_for(1000)))
+    slugs = [c.slug for matrix in (DEFAULT_MATRIX, stress) for c in Fleet.load(Path(matrix)).cells]
+    assert len(slugs) > 1000
+    return slugs
+
+
+def test_property_every_generated_cell_gets_tags_the_spec_allows(generated_slugs: list[str]) -> None:
+    rng = seeded(0)
+    for slug in generated_slugs:
+        digest = random_digest(rng)
+        day = datetime.date(2000, 1, 1) + datetime.timedelta(days=rng.randint(0, 40_000))
+        tags = tags_for(slug, digest, day)
+        assert all(len(t) <= 128 and OCI_TAG.fullmatch(t) for t in tags.all), tags
+        assert tags.all == (f"{slug}-{digest[7:19]}", slug, f"{slug}-{day:%Y%m%d}")
+    # Distinct cells never share a tag: the slug is the cell's identity, and each tag starts with it.
+    day_tags = [tags_for(slug, DIGEST, DAY).aliases for slug in generated_slugs]
+    assert len({t for pair in day_tags for t in pair}) == 2 * len(set(generated_slugs))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -126,7 +199,7 @@ def test_property_check_tag_is_the_oci_grammar(seed: int) -> None:
         valid = OCI_TAG.fullmatch(candidate) is not None
         seen[valid] += 1
         if valid:
-            assert check_tag(candidate) == candidate and TAG.fullmatch(candidate)
+            assert check_tag(candidate) == candidate
         else:
             with pytest.raises(ValueError):
                 check_tag(candidate)

@@ -22,8 +22,9 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium. `make test` installs Debian's chromium (`python -m generator sandbox browser`), so in
-    CI a missing browser is a failure; elsewhere the browser tests are skipped with the command to run."""
+    """Debian's headless Chromium, driven by Playwright. `make test` installs it (`python -m generator sandbox
+    browser`), so in CI a missing browser is a failure; elsewhere the browser tests are skipped with the
+    command to run."""
     executable = find_chromium()
     if executable is None:
         if os.environ.get("CI"):

@@ -1,7 +1,8 @@
-"""The compatibility page in a real browser (headless Chromium, Debian's, no mocks): it loads offline with
-nothing fetched and no script error, its filters show exactly the cells they should (driven the way a
-person drives them: choosing options, typing, clicking Clear, opening a shared link), and it fits a
-phone's width. Screenshots are left in the artifacts folder (results/test-artifacts by default).
+"""The compatibility page in a real browser (headless Chromium, Debian's, driven by Playwright, no mocks): it
+loads offline with nothing fetched and no script error, its filters show exactly the cells they should
+(driven the way a person drives them, with real input: choosing options, typing, clicking Clear, opening a
+shared link), and it fits a phone's width. Screenshots are left in the artifacts folder
+(results/test-artifacts by default).
 
 The page is the default matrix's 46 cells with canned records for a few (tests/records.py); the page from
 real build and probe records is loaded in tests/integration/test_probe.py.
@@ -10,11 +11,13 @@ real build and probe records is loaded in tests/integration/test_probe.py.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
+from playwright.sync_api import expect
 
 from generator.catalogue import catalogue
 from generator.fleet import Fleet
@@ -62,13 +65,11 @@ def _expected(data: dict[str, Any], **wanted: str) -> list[str]:
 
 
 def _choose(browser: Browser, **values: str) -> None:
-    """Set selects and fire `change` as a person's choice does (bubbling to the form)."""
+    """Choose options the way a person does: Playwright selects them and fires `input` and `change`, which
+    bubble to the form. An option the select lacks fails the test (after TIMEOUT_MS)."""
     for name, value in values.items():
-        browser.evaluate(
-            f"(function () {{ var s = document.querySelector('#filters select[name={name}]');"
-            f" s.value = {json.dumps(value)}; if (s.value !== {json.dumps(value)}) throw new Error('no option');"
-            " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
-        )
+        chosen = browser.page.select_option(f"#filters select[name={name}]", value=value)
+        assert chosen == [value], (name, value, chosen)
 
 
 def test_the_page_loads_offline_with_no_error(
@@ -114,17 +115,16 @@ def test_the_filters_show_exactly_the_matching_cells(
 def test_typing_clearing_and_no_match(browser: Browser, page: tuple[str, dict[str, Any]]) -> None:
     url, data = page
     browser.open(url)
-    browser.evaluate(
-        "(function () { var q = document.querySelector('#filters input[name=q]'); q.value = 'XFORMERS';"
-        " q.dispatchEvent(new Event('input', {bubbles: true})); })()"
-    )
+    browser.page.fill("#filters input[name=q]", "XFORMERS")  # typed: fires `input` as a keystroke does
     assert browser.evaluate(VISIBLE_ROWS) == [c["slug"] for c in data["cells"] if "xformers" in c["slug"]]
     # apex is built for devel images only: no runtime cell has it.
     _choose(browser, variant="runtime", ext="apex")
     assert browser.evaluate(VISIBLE_ROWS) == []
     assert browser.evaluate("document.getElementById('none').offsetParent !== null") is True
-    browser.evaluate("document.querySelector('#filters button[type=reset]').click()")
-    browser.evaluate("new Promise(function (done) { setTimeout(done, 50); })")
+    browser.page.click("#filters button[type=reset]")
+    # The page applies a reset after the form has cleared itself (setTimeout 0): wait for it to happen,
+    # for at most TIMEOUT_MS, rather than a fixed sleep that may be too short or hide that it never does.
+    expect(browser.page.locator("#shown")).to_have_text("46 of 46 cells")
     assert len(browser.evaluate(VISIBLE_ROWS)) == 46
     assert browser.evaluate("document.getElementById('none').offsetParent") is None
     assert browser.evaluate("location.search") == ""
@@ -168,3 +168,36 @@ def test_the_page_fits_a_phone(browser: Browser, page: tuple[str, dict[str, Any]
         browser.screenshot(artifacts / "page-phone.png")
     finally:
         browser.resize(1400, 900)
+
+
+def test_the_driver_awaits_promises_and_waits_for_the_page(browser: Browser, page: tuple[str, dict[str, Any]]) -> None:
+    """The waits above really wait: a Promise's value is what `evaluate` returns (not the Promise object),
+    and `expect` returns only once its condition holds, and fails the test when it never does."""
+    url, _ = page
+    browser.open(url)
+    assert browser.evaluate("new Promise(function (done) { setTimeout(function () { done(42); }, 100); })") == 42
+    shown = browser.page.locator("#shown")
+    browser.evaluate("setTimeout(function () { document.getElementById('shown').textContent = 'later'; }, 300)")
+    expect(shown).to_have_text("later")
+    assert browser.evaluate("document.getElementById('shown').textContent") == "later"
+    with pytest.raises(AssertionError):
+        expect(shown).to_have_text("never", timeout=300)
+    assert browser.problems() == []
+
+
+def test_the_driver_sees_requests_csp_refusals_and_exceptions(
+    browser: Browser, page: tuple[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The offline test above is not vacuous: the same page with a planted outside image and a failing
+    script shows the request, the Content-Security-Policy's refusal and the uncaught exception."""
+    url, _ = page
+    html = Path(url2pathname(urlparse(url).path))
+    planted = tmp_path / "planted.html"
+    outside = "https://example.invalid/planted.png"  # a reserved name: nothing is ever fetched from it
+    extra = f'<img src="{outside}" alt=""><script>throw new Error("planted");</script></body>'
+    planted.write_text(html.read_text(encoding="utf-8").replace("</body>", extra), encoding="utf-8")
+    browser.open(planted.as_uri())
+    assert browser.requests()[0] == planted.as_uri() and outside in browser.requests()
+    problems = browser.problems()
+    assert any("Content Security Policy" in p and outside in p for p in problems), problems
+    assert any(p.startswith("exception:") and "planted" in p for p in problems), problems
