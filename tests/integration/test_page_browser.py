@@ -4,7 +4,7 @@ loads offline with nothing fetched and no script error, its filters show exactly
 shared link), and it fits a phone's width. Screenshots are left in the artifacts folder
 (results/test-artifacts by default).
 
-The page is the default matrix's 46 cells with canned records for a few (tests/records.py); the page from
+The page is the default matrix's cells (42) with canned records for a few (tests/records.py); the page from
 real build and probe records is loaded in tests/integration/test_probe.py.
 """
 
@@ -81,7 +81,10 @@ def test_the_page_loads_offline_with_no_error(
     assert browser.requests() == [url]  # the file itself, nothing else
     assert browser.problems() == []
     assert browser.evaluate("document.getElementById('filters').hidden") is False  # the script ran
-    assert browser.evaluate("document.getElementById('shown').textContent") == f"{len(data['cells'])} of 46 cells"
+    assert (
+        browser.evaluate("document.getElementById('shown').textContent")
+        == f"{len(data['cells'])} of {len(data['cells'])} cells"
+    )
     assert browser.evaluate(VISIBLE_ROWS) == [c["slug"] for c in data["cells"]]
     first, second = data["cells"][0]["slug"], data["cells"][1]["slug"]
     bench_cell = "document.getElementById('row-{}').querySelector('td[data-label=Benchmark]').textContent"
@@ -103,7 +106,10 @@ def test_the_filters_show_exactly_the_matching_cells(
     assert expected  # the question the page exists for has an answer in the default matrix
     assert browser.evaluate(VISIBLE_ROWS) == expected
     assert browser.evaluate(VISIBLE_SECTIONS) == expected
-    assert browser.evaluate("document.getElementById('shown').textContent") == f"{len(expected)} of 46 cells"
+    assert (
+        browser.evaluate("document.getElementById('shown').textContent")
+        == f"{len(expected)} of {len(data['cells'])} cells"
+    )
     assert browser.evaluate("location.search") == "?cloud=azure&torch=2.7.1&ext=flash-attn&acc=GPU_8xH100"
     browser.screenshot(artifacts / "page-filtered.png")
     # Plain torch: the "none" extension choice.
@@ -124,8 +130,9 @@ def test_typing_clearing_and_no_match(browser: Browser, page: tuple[str, dict[st
     browser.page.click("#filters button[type=reset]")
     # The page applies a reset after the form has cleared itself (setTimeout 0): wait for it to happen,
     # for at most TIMEOUT_MS, rather than a fixed sleep that may be too short or hide that it never does.
-    expect(browser.page.locator("#shown")).to_have_text("46 of 46 cells")
-    assert len(browser.evaluate(VISIBLE_ROWS)) == 46
+    total = len(data["cells"])
+    expect(browser.page.locator("#shown")).to_have_text(f"{total} of {total} cells")
+    assert len(browser.evaluate(VISIBLE_ROWS)) == total
     assert browser.evaluate("document.getElementById('none').offsetParent") is None
     assert browser.evaluate("location.search") == ""
 
@@ -136,7 +143,7 @@ def test_a_shared_link_opens_filtered(browser: Browser, page: tuple[str, dict[st
     assert browser.evaluate(VISIBLE_ROWS) == _expected(data, cloud="aws", variant="devel", ext="apex")
     assert browser.evaluate("document.querySelector('#filters select[name=ext]').value") == "apex"
     browser.open(url + "?cloud=mars")  # no such option: ignored, never an empty page
-    assert len(browser.evaluate(VISIBLE_ROWS)) == 46
+    assert len(browser.evaluate(VISIBLE_ROWS)) == len(data["cells"])
     assert browser.evaluate("document.querySelector('#filters select[name=cloud]').value") == ""
 
 
