@@ -43,7 +43,7 @@ TARGET_MS_PER_CELL = 2.0
 
 # Every combination is multiplied by clouds x variants x bases x torch rows = 2 x 2 x 2 x 3 = 24 cells.
 PER_STACK = 24
-APEX_CELLS = 12  # apex is devel-only: half of PER_STACK
+APEX_CELLS = 4  # apex: devel only, and only on the torch whose CUDA is nvcc's (2.8.0+cu129): 2 clouds x 2 bases
 # Extension combinations the knowledge resolves for every torch row below (flash-attn and xformers wheels
 # with the torch ABI); pip stacks cycle through them so requirements.txt and the wheel lists both vary.
 COMBOS: tuple[tuple[str, ...], ...] = ((), ("flash-attn",), ("xformers",), ("flash-attn", "xformers"))
@@ -59,7 +59,8 @@ FIXED_CELLS = (len(FIXED_STACKS) - 1) * PER_STACK + APEX_CELLS
 TORCH_ROWS: list[dict[str, str]] = [
     {"version": "2.6.0", "flash-attn": "2.7.4.post1", "xformers": "0.0.29.post3"},
     {"version": "2.7.1", "flash-attn": "2.8.3", "xformers": "0.0.31.post1"},
-    {"version": "2.8.0", "flash-attn": "2.8.3", "xformers": "0.0.32.post2"},
+    # From the cu129 index: apex compiles only where torch's CUDA is nvcc's (12.9), as in matrix.yaml.
+    {"version": "2.8.0", "index": "cu129", "flash-attn": "2.8.3", "xformers": "0.0.32.post2"},
 ]
 # The pin change: xformers pins one exact torch, so it has no second valid version per row; flash-attn
 # 2.8.2 has honest cxx11abiTRUE wheels for torch 2.7 like 2.8.3 does.
@@ -105,7 +106,10 @@ def stress_matrix(packages: int, flash_attn_pin: str = PIN_FROM) -> dict[str, An
         "torch": rows,
         "stacks": stacks,
         "extensions": extensions,
-        "exclude": [{"variant": "runtime", "stack": "apex"}],  # apex compiles with nvcc
+        "exclude": [  # apex compiles with nvcc, and refuses a torch whose CUDA is not nvcc's
+            {"variant": "runtime", "stack": "apex"},
+            {"torch": ["2.6.0", "2.7.1"], "stack": "apex"},
+        ],
         # Keeps the override path (and the no-EFA-block template branch) in the measured work.
         "overrides": [
             {"select": {"base": "scratch", "cloud": "aws", "variant": "runtime"}, "accelerators": ["GPU_1xA10"]}

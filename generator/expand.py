@@ -6,9 +6,11 @@ then `include` entries in file order. `overrides` apply afterwards, later ones w
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from itertools import product
 
+from generator.compat import needs_efa_block
 from generator.errors import MatrixError
 from generator.facts import Knowledge, knowledge, minor
 from generator.model import Artifact, Cell, Extension, Matrix, Origin, Selector, TorchRow
@@ -140,7 +142,7 @@ def build_cell(
             ext_origin = row.origin
         extensions.append(resolve(ext_name, version, build, kind, tb, facts, ext_origin))
     exts = tuple(extensions)
-    return Cell(
+    cell = Cell(
         index=index,
         slug=slug_for(values["cloud"], values["variant"], values["base"], row.version, exts, row.index),
         cloud=values["cloud"],
@@ -172,6 +174,16 @@ def build_cell(
         if torch_from == "wheelhouse"
         else None,
     )
+    return replace(cell, system_artifacts=system_artifacts(cell, facts))
+
+
+def system_artifacts(cell: Cell, facts: Knowledge) -> tuple[Artifact, ...]:
+    """The files the system layers COPY: the EFA installer where a from-scratch AWS image needs EFA."""
+    if not needs_efa_block(cell, facts):
+        return ()
+    net = facts.bases[cell.base].network[cell.cloud]
+    url = net["installer_url"].format(efa=net["efa"])
+    return (Artifact(filename=url.rsplit("/", 1)[1], url=url, project="aws-efa-installer", version=net["efa"]),)
 
 
 def select(cells: list[Cell], wanted: list[str]) -> list[Cell]:

@@ -21,7 +21,8 @@ def torch_wheel_request(cell: Cell) -> Request:
 
 
 def requests_for(cell: Cell) -> list[Request]:
-    out = [torch_wheel_request(cell)] if cell.torch_wheel is not None else []
+    out = [request_for(a, cell.python) for a in cell.system_artifacts]
+    out += [torch_wheel_request(cell)] if cell.torch_wheel is not None else []
     out += [request_for(a, cell.python) for e in cell.extensions for a in e.artifacts]
     return out
 
@@ -47,10 +48,10 @@ def apply_lock(cell: Cell, lock: Mapping[str, Locked]) -> Cell:
         replace(e, artifacts=tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in e.artifacts))
         for e in cell.extensions
     )
-    return replace(cell, torch_wheel=torch_wheel, extensions=extensions)
+    system = tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in cell.system_artifacts)
+    return replace(cell, torch_wheel=torch_wheel, extensions=extensions, system_artifacts=system)
 
 
 def unlocked(cell: Cell) -> list[str]:
     """Files of the cell without a sha256 yet: what `lock` still has to resolve."""
-    wanted = ([cell.torch_wheel] if cell.torch_wheel else []) + [a for e in cell.extensions for a in e.artifacts]
-    return [a.filename or f"{a.project}=={a.version}" for a in wanted if a.sha256 is None or a.size is None]
+    return [a.filename or f"{a.project}=={a.version}" for a in cell.artifacts if a.sha256 is None or a.size is None]

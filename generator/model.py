@@ -187,6 +187,14 @@ class Cell:
     origin: Origin
     ca_certificates: tuple[str, ...] = field(default=())
     torch_wheel: Artifact | None = None  # torch_from: wheelhouse: the locked wheel the build COPYs
+    # Files of the system layers the build COPYs (the EFA installer of a from-scratch AWS image).
+    system_artifacts: tuple[Artifact, ...] = ()
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        """Every file the build COPYs from wheels/: system files, the torch wheel, then extensions'."""
+        torch = (self.torch_wheel,) if self.torch_wheel else ()
+        return (*self.system_artifacts, *torch, *(a for e in self.extensions for a in e.artifacts))
 
     @property
     def image(self) -> str:

@@ -177,6 +177,7 @@ class Renderer:
             "cell": cell,
             "install": self._install(cell),
             "efa": fabrics.get("efa", []) if needs_efa_block(cell, facts) else [],
+            "efa_installer": next((a for a in cell.system_artifacts if a.project == "aws-efa-installer"), None),
             "infiniband": needs_ib_block(cell),
             "network": facts.bases[cell.base].network[cell.cloud],
             "torch_index_url": facts.torch_index_url.format(index=cell.torch_index),
@@ -298,8 +299,8 @@ def expect_json(cell: Cell) -> dict[str, Any]:
 
 
 def artifacts(cell: Cell) -> list[Artifact]:
-    """Every file the cell's build COPYs from wheels/: the torch wheel (wheelhouse builds), then extensions'."""
-    return ([cell.torch_wheel] if cell.torch_wheel else []) + [a for e in cell.extensions for a in e.artifacts]
+    """Every file the cell's build COPYs from wheels/ (Cell.artifacts)."""
+    return list(cell.artifacts)
 
 
 def cell_summary(cell: Cell) -> dict[str, Any]:

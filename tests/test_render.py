@@ -11,6 +11,7 @@ import yaml
 
 from generator.facts import knowledge
 from generator.fleet import Fleet
+from generator.locking import unlocked
 from generator.render import HEADER, RenderedCell, instructions
 from tests.conftest import DEFAULT_MATRIX
 
@@ -85,7 +86,18 @@ def test_efa_block_only_where_a_blessed_accelerator_has_efa(rendered: dict[str, 
     full = text(rendered["aws-devel-scratch-torch2.6"], "Dockerfile")  # A10 + 8xH100
     assert "efa_installer.sh" not in lean and "FI_EFA_USE_DEVICE_RDMA" not in lean
     assert "./efa_installer.sh -y --skip-kmod --skip-limit-conf --no-verify" in full
-    assert "curl -fsSL --retry 5 --retry-delay 5 --retry-max-time 300 --retry-all-errors" in full
+    # The installer is never downloaded and run unchecked: it is a locked file, COPY'd from wheels/ after
+    # `fetch` verified its sha256, and it is part of the cell's files (wheels.json, lock, digest).
+    efa_block = full[full.index("# AWS EFA") : full.index("FI_EFA_USE_DEVICE_RDMA")]
+    assert "curl" not in efa_block and "amazonaws" not in efa_block and "wget" not in efa_block
+    assert "COPY wheels/aws-efa-installer-1.42.0.tar.gz /tmp/aws-efa-installer.tar.gz" in full
+    (installer,) = rendered["aws-devel-scratch-torch2.6"].cell.system_artifacts
+    assert (installer.project, installer.version, installer.sha256) == ("aws-efa-installer", "1.42.0", None)
+    assert installer.url == "https://efa-installer.amazonaws.com/aws-efa-installer-1.42.0.tar.gz"
+    assert "aws-efa-installer-1.42.0.tar.gz" in unlocked(rendered["aws-devel-scratch-torch2.6"].cell)
+    files = json.loads(text(rendered["aws-devel-scratch-torch2.6"], "wheels.json"))["files"]
+    assert files[0]["url"] == installer.url
+    assert rendered["aws-runtime-scratch-torch2.6"].cell.system_artifacts == ()  # the lean image has none
     assert "hwloc libhwloc-dev" in full
     assert "ln -sf libcudart.so.12 /usr/local/cuda/lib64/libcudart.so" in full
     assert "LD_LIBRARY_PATH=/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu" in full
