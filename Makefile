@@ -71,11 +71,13 @@ list: $(INSTALLED) ## list every cell of matrix.yaml
 check: $(INSTALLED) ## compatibility tables for every cell (exit 1 on FAIL)
 	$(GEN) check
 
-generate: $(INSTALLED) ## render images/ (writes only files whose bytes change)
+generate: $(INSTALLED) ## render images/ and docs/matrix.schema.json (writes only files whose bytes change)
 	$(GEN) generate
+	$(GEN) schema
 
-generate-check: $(INSTALLED) ## fail if images/ is stale
+generate-check: $(INSTALLED) ## fail if images/ or docs/matrix.schema.json is stale
 	$(GEN) generate --check
+	$(GEN) schema --check
 
 lint: $(INSTALLED) ## ruff, mypy, hadolint over the generated Dockerfiles
 	$(VENV)/bin/ruff check .
@@ -86,6 +88,7 @@ lint: $(INSTALLED) ## ruff, mypy, hadolint over the generated Dockerfiles
 test: $(INSTALLED) ## everything CI runs: lint, stale images/ check, the sandbox services, a browser, the test suite
 	$(MAKE) --no-print-directory lint
 	$(GEN) generate --check
+	$(GEN) schema --check
 	$(GEN) sandbox up
 	$(GEN) sandbox browser
 	$(VENV)/bin/pytest

@@ -22,6 +22,7 @@ examples:
   python -m generator matrix --json             GitHub Actions matrix ({"include": [...]})
   python -m generator generate                  write images/ (only files whose bytes change)
   python -m generator generate --check          exit 1 listing what is stale, write nothing
+  python -m generator schema                    write docs/matrix.schema.json (editors complete matrix.yaml)
   python -m generator --matrix other.yaml list  use another matrix file
 
   python -m generator sandbox up                start the local Docker engine and registry (installs them
@@ -89,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
         help="output directory (default: the profile's images directory, images/ for the default profile)",
     )
     s.add_argument("--json", action="store_true", help="machine-readable summary")
+
+    s = sub.add_parser(
+        "schema",
+        help="write docs/matrix.schema.json, the JSON Schema editors check matrix.yaml with",
+        description="Generated from the same key definition the loader uses (generator/matrix_schema.py). "
+        "Each matrix names it on a `# yaml-language-server: $schema=...` line.",
+    )
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
+    s.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: docs/matrix.schema.json")
 
     sub.add_parser("lock", help="resolve every file the cells COPY into the profile's lock (name, URL, sha256)")
 
@@ -250,6 +260,7 @@ COMMANDS = {
     "check": "inspect",
     "matrix": "inspect",
     "generate": "generate",
+    "schema": "generate",
     "lock": "build",
     "fetch": "build",
     "build": "build",

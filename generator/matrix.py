@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from packaging.version import Version
 
+from generator import matrix_schema as spec_keys
 from generator import validators
 from generator.errors import MatrixError
 from generator.facts import Knowledge, knowledge, minor
@@ -32,26 +33,11 @@ from generator.model import (
 )
 from generator.yamlsource import KeyPath, Located, format_path, load_yaml
 
-SCHEMA_VERSION = 1
-TOP_KEYS = {
-    "schema",
-    "python",
-    "registry",
-    "clouds",
-    "variants",
-    "bases",
-    "accelerators",
-    "host_drivers",
-    "torch",
-    "stacks",
-    "extensions",
-    "extra_ca_certificates",
-    "exclude",
-    "include",
-    "overrides",
-}
-TORCH_KEYS = {"version", "torchvision", "torchaudio", "index"}
-BUILDS = ("wheel", "source")
+# The keys come from the one schema definition, which also makes docs/matrix.schema.json for editors.
+TOP_KEYS = set(spec_keys.TOP)
+TORCH_KEYS = set(spec_keys.TORCH_ROW)
+BUILDS = spec_keys.BUILDS
+SCHEMA_VERSION = spec_keys.SCHEMA_VERSION
 
 T = TypeVar("T")
 
@@ -138,14 +124,12 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
     r = _Reader(doc)
     if doc.data is None:
         raise r.fail((), "the matrix is empty")
-    top = r.mapping(
-        doc.data, (), TOP_KEYS, required=("schema", "registry", "clouds", "variants", "accelerators", "torch")
-    )
+    top = r.mapping(doc.data, (), TOP_KEYS, required=spec_keys.REQUIRED_TOP)
     schema = top["schema"]
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
         raise r.fail(("schema",), f"unsupported schema {schema!r}; this generator reads schema {SCHEMA_VERSION}")
 
-    reg = r.mapping(top["registry"], ("registry",), {"host", "repository"}, required=("host", "repository"))
+    reg = r.mapping(top["registry"], ("registry",), spec_keys.REGISTRY, required=tuple(spec_keys.REGISTRY))
     host = r.string(reg["host"], ("registry", "host"), validators.registry_host)
     repository = r.string(reg["repository"], ("registry", "repository"), validators.repository)
 
@@ -270,7 +254,7 @@ def _extensions(r: _Reader, value: Any, facts: Knowledge) -> tuple[ExtensionDecl
     for ext_name, spec in section.items():
         path: KeyPath = ("extensions", ext_name)
         r.string(ext_name, path, validators.package_name)
-        spec = r.mapping(spec, path, {"kind", "version", "build"})
+        spec = r.mapping(spec, path, spec_keys.DECLARATION)
         known = facts.extensions.get(ext_name)
         if known is None:
             if spec.get("kind") != "pip":
@@ -358,7 +342,7 @@ def _torch_rows(
 def _pin(r: _Reader, value: Any, path: KeyPath, ext_name: str, kind: str) -> ExtensionPin:
     default_build = "source" if kind == "source" else "wheel"
     if isinstance(value, dict):
-        spec = r.mapping(value, path, {"version", "build"})
+        spec = r.mapping(value, path, spec_keys.PIN)
         build = r.choice(spec.get("build", default_build), (*path, "build"), BUILDS, "build")
         version = _pin_version(r, spec["version"], (*path, "version"), kind) if "version" in spec else None
     else:
@@ -400,7 +384,7 @@ def _selector(r: _Reader, value: Any, path: KeyPath) -> Selector:
 
 
 def _include(r: _Reader, value: Any, path: KeyPath, torch_keys: tuple[str, ...], stacks: tuple[str, ...]) -> Include:
-    spec = r.mapping(value, path, SELECTOR_KEYS, required=("cloud", "variant", "torch", "stack"))
+    spec = r.mapping(value, path, SELECTOR_KEYS, required=spec_keys.INCLUDE_REQUIRED)
     torch_value = r.string(spec["torch"], (*path, "torch"), validators.torch_key)
     if torch_value not in torch_keys:
         raise r.fail(
@@ -419,7 +403,7 @@ def _include(r: _Reader, value: Any, path: KeyPath, torch_keys: tuple[str, ...],
 
 
 def _override(r: _Reader, value: Any, path: KeyPath, facts: Knowledge) -> Override:
-    spec = r.mapping(value, path, {"select", "accelerators"}, required=("select", "accelerators"))
+    spec = r.mapping(value, path, spec_keys.OVERRIDE, required=tuple(spec_keys.OVERRIDE))
     return Override(
         select=_selector(r, spec["select"], (*path, "select")),
         accelerators=r.unique_choices(spec["accelerators"], (*path, "accelerators"), facts.accelerators, "accelerator"),

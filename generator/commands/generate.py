@@ -1,4 +1,4 @@
-"""`generate`: render images/ (only the files whose bytes change)."""
+"""`generate`: render images/ (only the files whose bytes change); `schema`: the matrix's JSON Schema."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import sys
 import time
 from pathlib import Path
 
+from generator.atomic import write_if_changed
 from generator.commands import print_json
 from generator.compat import FAIL
+from generator.facts import knowledge
 from generator.fleet import Fleet, desired_files, failure_error
+from generator.matrix_schema import schema_text
+from generator.paths import ROOT
 from generator.writer import Change, apply, plan
 
 
@@ -73,3 +77,25 @@ def _group_changes(changes: list[Change], out: Path) -> list[str]:
             items = [f"new ({len(items)} files)"]
         lines.append(f"{key}: {', '.join(items)}")
     return lines
+
+
+SCHEMA_FILE = ROOT / "docs" / "matrix.schema.json"
+
+
+def cmd_schema(fleet: Fleet, args: argparse.Namespace) -> int:
+    """Write (or --check) the JSON Schema editors validate matrix.yaml with, from the one key definition.
+
+    Always under the real fleet's knowledge (generator/knowledge/), whatever the profile: the file is what
+    every matrix of the repository names on its `# yaml-language-server: $schema=` line."""
+    del fleet  # the schema describes matrix files, not one matrix
+    out: Path = args.out if args.out is not None else SCHEMA_FILE
+    text = schema_text(knowledge())
+    if args.check:
+        current = out.read_text(encoding="utf-8") if out.is_file() else None
+        if current == text:
+            print(f"{out}: up to date")
+            return 0
+        print(f"stale: {out}; run `python -m generator schema`")
+        return 1
+    print(f"{out}: " + ("written" if write_if_changed(out, text.encode("utf-8")) else "up to date"))
+    return 0
