@@ -21,7 +21,7 @@ from typing import Any
 
 from generator.registration.base import FORBIDDEN_FLAGS, Adapter, AdapterResult, Target
 from generator.registration.ledger import Ledger
-from generator.registration.scrub import Scrubber
+from generator.secrets import Scrubber
 
 REGISTERED, CACHED, ALREADY, FAILED = "registered", "cached", "already registered", "failed"
 MAX_DETAIL = 600  # characters of CLI text kept in an outcome: the reason, not the whole log
