@@ -94,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
     _cells_arg(s)
+    s.add_argument("--no-wait", action="store_true", help="fail at once if a build (or fetch) holds the lock")
 
     s = sub.add_parser("build", help="generate, then build every out-of-date cell with the Docker engine")
     _cells_arg(s)
