@@ -1,7 +1,11 @@
 """Build the fleet's images with the Docker engine: skip what exists, share layers, isolate failures.
 
 - The tag is the content digest (`<slug>-<12 hex>`): an image with that tag and digest label locally,
-  or that tag in the registry, means the cell is up to date and no build starts.
+  or that tag in the registry, means the cell is up to date and no build starts. The registry is asked
+  by `generator.registry`'s rule, with `generator.credentials`' credentials, as `plan` asks it: a 404 is
+  "not there, build it"; a registry that cannot answer (401, 5xx after retries, unreachable) is never
+  taken for either. That cell fails, no further cell starts, and the run ends with that RegistryError
+  (exit status 2) once the builds in flight are done.
 - Cells that share layers (same base image and torch build) are grouped: the first of a group builds
   alone, then the others run in parallel on its warm cache instead of racing to build the same layer.
 - Every build streams its log to a file; a failing cell reports the tail of its log and the others go
@@ -22,12 +26,19 @@ from typing import Any
 import docker.errors
 from docker import DockerClient
 
+from generator.credentials import CredentialsError, CredentialSource
+from generator.errors import FleetError
 from generator.progress import Progress
+from generator.registry import RegistryError, exists_via_engine
 from generator.render import RenderedCell
 from generator.results import record_path, write_record
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 TAIL_LINES = 15
+HALT_ADVICE = (
+    "Nothing more was started: build neither rebuilds what the registry may hold nor skips what it may lack "
+    "(fix the registry or its credentials, and run it again)"
+)
 
 Stager = Callable[[RenderedCell, Path], object]
 
@@ -58,6 +69,10 @@ class Cancelled(Exception):
     pass
 
 
+class Halted(Exception):
+    """Not started: an earlier cell found that the registry cannot answer."""
+
+
 class Builder:
     def __init__(
         self,
@@ -69,6 +84,7 @@ class Builder:
         progress: Progress,
         jobs: int = 1,
         check_registry: bool = True,
+        source: CredentialSource | None = None,
     ) -> None:
         self.client = client
         self.images_dir = images_dir
@@ -78,7 +94,10 @@ class Builder:
         self.progress = progress
         self.jobs = max(1, jobs)
         self.check_registry = check_registry
+        self.source = CredentialSource() if source is None and check_registry else source
         self.cancel = threading.Event()
+        self.halted: FleetError | None = None  # the registry could not answer: no further cell starts
+        self._halt_lock = threading.Lock()
 
     # -- scheduling -------------------------------------------------------------------------------------
 
@@ -111,6 +130,8 @@ class Builder:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        if self.halted is not None:
+            raise self.halted
         return [results[r.cell.slug] for r in cells if r.cell.slug in results]
 
     # -- one cell -----------------------------------------------------------------------------------------
@@ -125,6 +146,8 @@ class Builder:
         try:
             if self.cancel.is_set():
                 raise Cancelled
+            if self.halted is not None:
+                raise Halted(f"not started: {self.halted}")
             where = self._exists(rendered)
             if where is not None:
                 result.status, result.where = "up to date", where
@@ -134,6 +157,8 @@ class Builder:
                 self._build(rendered, result)
         except Cancelled:
             result.status, result.error = "cancelled", "the run was interrupted"
+        except Halted as exc:
+            result.status, result.error = "cancelled", str(exc)
         except BuildFailed as exc:
             result.status, result.error, result.log_tail = "failed", exc.message, exc.tail
         except Exception as exc:  # one cell's failure never stops the fleet; it is reported and recorded
@@ -157,12 +182,23 @@ class Builder:
         except docker.errors.ImageNotFound:
             pass
         if self.check_registry:
+            assert self.source is not None  # made with check_registry
+            slug = rendered.cell.slug
             try:
-                self.client.images.get_registry_data(rendered.ref)
-                return "registry"
-            except docker.errors.APIError:
-                pass  # not there, or the registry is unreachable: either way, build
+                if exists_via_engine(self.client, rendered.ref, self.source, say=lambda s: self.progress.step(slug, s)):
+                    return "registry"
+            except (RegistryError, CredentialsError) as exc:
+                self._halt(exc)
+                raise
         return None
+
+    def _halt(self, exc: RegistryError | CredentialsError) -> None:
+        """Remember the first registry error: the run ends with it, and no further cell starts."""
+        with self._halt_lock:
+            if self.halted is None:
+                if isinstance(exc, RegistryError):
+                    exc = RegistryError(exc.ref, exc.why, HALT_ADVICE)
+                self.halted = exc
 
     def _build(self, rendered: RenderedCell, result: BuildResult) -> None:
         cell = rendered.cell

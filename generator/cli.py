@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
     _cells_arg(s)
+    s.add_argument("--no-wait", action="store_true", help="fail at once if a build (or fetch) holds the lock")
 
     s = sub.add_parser("build", help="generate, then build every out-of-date cell with the Docker engine")
     _cells_arg(s)
@@ -141,12 +142,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "push",
         help="push the images whose build and probe passed (immutable digest tag, then <slug> and <slug>-<date>)",
-        description="Credentials come from the Docker config (credential helpers included) or from "
-        "AIR_FLEET_REGISTRY_USERNAME / AIR_FLEET_REGISTRY_PASSWORD; never from arguments, never into logs.",
+        description="Credentials come from AIR_FLEET_REGISTRY_USERNAME / AIR_FLEET_REGISTRY_PASSWORD, else the "
+        "Docker config (credential helpers included); never from arguments, never into logs. Exit status 2 when "
+        "the registry cannot be reached.",
     )
     _cells_arg(s)
     s.add_argument("--atomic", action="store_true", help="push nothing unless every selected cell passed")
     s.add_argument("--no-wait", action="store_true", help="fail at once if another push holds the lock")
+    s.add_argument("--json", action="store_true", help="print the push records as JSON (progress stays on stderr)")
 
     s = sub.add_parser(
         "register",

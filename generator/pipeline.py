@@ -16,7 +16,7 @@ from generator.locking import requests_for, unlocked
 from generator.progress import Progress, to_stderr
 from generator.render import RenderedCell, artifacts
 from generator.results import record_path, write_record
-from generator.runlock import hold
+from generator.runlock import fleet_lock
 from generator.tables import table
 from generator.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
 from generator.writer import apply, plan
@@ -113,8 +113,7 @@ def run_build(
     out = fleet.profile.images
     progress = Progress(total=len(selected), quiet=quiet)
     results_dir = paths.results_dir()
-    lock_file = paths.state_dir() / "locks" / f"build-{fleet.profile.name}.lock"
-    with hold(lock_file, f"build of the {fleet.profile.name} fleet", wait=wait, progress=progress.note):
+    with fleet_lock("build", fleet.profile.name, wait=wait, progress=progress.note):
         ok = [r for r in everything if r.status != FAIL]
         written = write_images(ok, out)
         if written:

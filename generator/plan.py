@@ -20,14 +20,15 @@ workflow is given two outputs (`github_outputs()` writes them, for `$GITHUB_OUTP
       strategy:
         matrix: ${{ fromJSON(needs.plan.outputs.matrix) }}
 
-**The registry down.** The plan never guesses: a registry that cannot be reached, refuses credentials
-or answers anything but 200/404 is a RegistryError (exit status 2) naming the registry and the image,
-so the nightly neither rebuilds the whole fleet nor skips it all on a blip. `--force` plans every
-cell without asking the registry.
+**The registry down.** The plan never guesses (`generator.registry`'s rule, which `build` follows too):
+a registry that cannot be reached, refuses credentials or answers anything but 200/404 is a
+RegistryError (exit status 2) naming the registry and the image, after a few tries when the trouble
+may pass (5xx, 429, timeouts), so the nightly neither rebuilds the whole fleet nor skips it all on a
+blip. `--force` plans every cell without asking the registry.
 
 Two predicates answer "exists": `manifest_exists_http` (a plain HTTP HEAD on the registry's v2 API: no
 Docker engine, what a plain CI runner has) and `registry_exists` (the engine's distribution inspect, as
-`build` does).
+`build` does). Both take their credentials from `generator.credentials`, like `push`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ import base64
 import http.client
 import ipaddress
 import json
-import os
 import re
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,13 +46,12 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-import docker.errors
-import requests.exceptions
-
 from generator.compat import FAIL
+from generator.credentials import ENV_PASSWORD, ENV_USERNAME, Credentials, CredentialSource
 from generator.errors import FleetError
-from generator.push import ENV_PASSWORD, ENV_USERNAME
+from generator.registry import LOOKUP, TRANSIENT_STATUS, RegistryError, asking, exists_via_engine
 from generator.render import RenderedCell
+from generator.retry import Policy
 
 Exists = Callable[[RenderedCell], bool]
 
@@ -66,11 +66,23 @@ MANIFEST_TYPES = (
 )
 DOCKER_HUB = "registry-1.docker.io"
 CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+ADVICE = (
+    "Nothing planned: the plan neither rebuilds every cell nor skips them all on a registry problem "
+    "(--force builds every cell without asking)"
+)
 
-
-class RegistryError(FleetError):
-    """The registry cannot say whether an image exists: nothing is planned (exit status 2)."""
-
+__all__ = [
+    "MANIFEST_TYPES",
+    "MAX_JOBS",
+    "RegistryError",
+    "github_outputs",
+    "http_exists",
+    "job_axes",
+    "manifest_exists_http",
+    "plan",
+    "registry_exists",
+    "split_ref",
+]
 
 # -- the plan ------------------------------------------------------------------------------------------------
 
@@ -144,23 +156,19 @@ def github_outputs(result: dict[str, Any]) -> str:
 # -- "exists" through the Docker engine ----------------------------------------------------------------------
 
 
-def registry_exists(client: Any) -> Exists:
-    """`exists` via the engine (`client.images.get_registry_data`): 404 is False, trouble is RegistryError.
+def registry_exists(client: Any, source: CredentialSource | None = None, *, policy: Policy = LOOKUP) -> Exists:
+    """`exists` via the engine (`generator.registry.exists_via_engine`): 404 is False, trouble is RegistryError.
 
     The engine answers 404 for a tag the registry does not have and 500 when the registry cannot be
-    reached; only the first means "build it".
+    reached or refuses; only the first means "build it".
     """
+    source = CredentialSource() if source is None else source
 
     def exists(rendered: RenderedCell) -> bool:
         try:
-            client.images.get_registry_data(rendered.ref)
-        except docker.errors.NotFound:
-            return False
-        except docker.errors.APIError as exc:
-            raise _unknown(rendered.ref, f"the engine says: {_one_line(exc.explanation or exc)}") from None
-        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
-            raise _unknown(rendered.ref, f"the Docker engine cannot be reached: {_one_line(exc)}") from None
-        return True
+            return exists_via_engine(client, rendered.ref, source, policy=policy)
+        except RegistryError as exc:
+            raise RegistryError(exc.ref, exc.why, ADVICE) from None
 
     return exists
 
@@ -168,37 +176,55 @@ def registry_exists(client: Any) -> Exists:
 # -- "exists" over plain HTTP ----------------------------------------------------------------------------------
 
 
-def http_exists(*, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> Exists:
-    """`exists` via `manifest_exists_http`: for a CI runner without a Docker engine."""
-    return lambda rendered: manifest_exists_http(rendered.ref, timeout=timeout, env=env)
+def http_exists(*, timeout: float = 10.0, env: Mapping[str, str] | None = None, policy: Policy = LOOKUP) -> Exists:
+    """`exists` via `manifest_exists_http`: for a CI runner without a Docker engine. One credential lookup
+    per registry for the whole plan (a helper such as ECR's asks the cloud each time it runs)."""
+    source = CredentialSource(env)
+    return lambda rendered: manifest_exists_http(rendered.ref, timeout=timeout, source=source, policy=policy)
 
 
-def manifest_exists_http(ref: str, *, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> bool:
+def manifest_exists_http(
+    ref: str,
+    *,
+    timeout: float = 10.0,
+    env: Mapping[str, str] | None = None,
+    source: CredentialSource | None = None,
+    policy: Policy = LOOKUP,
+    sleep: Callable[[float], object] = time.sleep,
+) -> bool:
     """Whether the registry has `ref` (`host/repo:tag` or `host/repo@sha256:...`): HEAD on its manifest.
 
-    200: True. 404: False. 401: retried once with credentials when AIR_FLEET_REGISTRY_USERNAME and
-    _PASSWORD are both set: HTTP Basic, or the Bearer token flow (the token fetched from the challenge's
-    realm with Basic credentials). Anything else, a refused connection or a timeout: RegistryError.
-    Loopback registries (127.0.0.1, localhost, ::1) are spoken to over HTTP, without any proxy; all
-    others over HTTPS.
+    200: True. 404: False. 401: asked again with the registry's credentials (`generator.credentials`: the
+    environment's pair, the Docker config, its credential helpers): HTTP Basic, or the Bearer token flow
+    (a token from the challenge's realm, for a password or an identity token; a registry token as it is).
+    408, 429, 5xx, a refused connection or a timeout: tried again (`policy`), then RegistryError, like
+    anything else. Loopback registries (127.0.0.1, localhost, ::1) are spoken to over HTTP, without any
+    proxy; all others over HTTPS.
     """
+    source = CredentialSource(env) if source is None else source
     host, repo, reference = split_ref(ref)
     url = f"{_scheme(host)}://{host}/v2/{repo}/manifests/{reference}"
     opener = _opener(host)
-    status, challenge = _head(opener, url, None, ref, timeout)
-    if status == 401:
-        creds = _credentials(os.environ if env is None else env)
-        if creds is None:
-            raise _unknown(ref, f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}")
-        auth = _authorization(opener, challenge, creds, repo, ref, timeout)
-        status, _ = _head(opener, url, auth, ref, timeout)
+
+    def once() -> bool:
+        status, challenge = _head(opener, url, None, ref, timeout)
         if status == 401:
-            raise _unknown(ref, f"{host} refused the credentials in {ENV_USERNAME} / {ENV_PASSWORD}")
-    if 200 <= status < 300:
-        return True
-    if status == 404:
-        return False
-    raise _unknown(ref, f"{host} answered HTTP {status} to HEAD {url}")
+            creds = source.for_registry(host)
+            if creds.anonymous:
+                raise _unknown(
+                    ref, f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
+                )
+            auth = _authorization(opener, challenge, creds, repo, ref, timeout)
+            status, _ = _head(opener, url, auth, ref, timeout)
+            if status == 401:
+                raise _unknown(ref, f"{host} refused the credentials from the {creds.source}")
+        if 200 <= status < 300:
+            return True
+        if status == 404:
+            return False
+        raise _unknown(ref, f"{host} answered HTTP {status} to HEAD {url}", transient=status in TRANSIENT_STATUS)
+
+    return asking(ref, once, policy=policy, sleep=sleep)
 
 
 def split_ref(ref: str) -> tuple[str, str, str]:
@@ -252,7 +278,7 @@ def _opener(host: str) -> urllib.request.OpenerDirector:
 def _head(
     opener: urllib.request.OpenerDirector, url: str, auth: str | None, ref: str, timeout: float
 ) -> tuple[int, str]:
-    """(HTTP status, WWW-Authenticate) of HEAD `url`; RegistryError when no answer comes."""
+    """(HTTP status, WWW-Authenticate) of HEAD `url`; a transient RegistryError when no answer comes."""
     headers = {"Accept": ", ".join(MANIFEST_TYPES)}
     if auth:
         headers["Authorization"] = auth
@@ -265,29 +291,28 @@ def _head(
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no answer, or no HTTP one
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         host = urllib.parse.urlsplit(url).netloc
-        raise _unknown(ref, f"{host} cannot be reached: {_one_line(reason)}") from None
+        raise _unknown(ref, f"{host} cannot be reached: {_one_line(reason)}", transient=True) from None
 
 
-def _credentials(env: Mapping[str, str]) -> tuple[str, str] | None:
-    user, password = env.get(ENV_USERNAME), env.get(ENV_PASSWORD)
-    return (user, password) if user and password else None
-
-
-def _basic(creds: tuple[str, str]) -> str:
-    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode("ascii")
+def _basic(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode("ascii")
 
 
 def _authorization(
     opener: urllib.request.OpenerDirector,
     challenge: str,
-    creds: tuple[str, str],
+    creds: Credentials,
     repo: str,
     ref: str,
     timeout: float,
 ) -> str:
     """The Authorization header that answers `challenge` (Basic, or Bearer via the realm's token service)."""
     scheme = challenge.split(" ", 1)[0].lower()
+    if creds.registry_token:  # a token for the registry itself: nothing to exchange
+        return f"Bearer {creds.registry_token}"
     if scheme == "basic":
+        if not creds.password:
+            raise _unknown(ref, f"the registry asks for a password, and the {creds.source} holds a token")
         return _basic(creds)
     if scheme != "bearer":
         raise _unknown(ref, f"the registry asks for {scheme or 'an unnamed'} authentication; Basic and Bearer work")
@@ -299,26 +324,34 @@ def _authorization(
     if parts.scheme == "http" and not _loopback(parts.netloc):  # never credentials in clear over a network
         raise _unknown(ref, f"the registry's token service {parts.netloc} is plain HTTP; refusing to send credentials")
     query = {"service": params.get("service", ""), "scope": params.get("scope") or f"repository:{repo}:pull"}
-    url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode({k: v for k, v in query.items() if v})
-    request = urllib.request.Request(url, headers={"Authorization": _basic(creds)})  # noqa: S310 - checked above
+    query = {k: v for k, v in query.items() if v}
+    if creds.identity_token:  # OAuth2: the refresh token is exchanged by POST (the distribution token spec)
+        form = {**query, "grant_type": "refresh_token", "refresh_token": creds.identity_token, "client_id": "air-fleet"}
+        data: bytes | None = urllib.parse.urlencode(form).encode()
+        request = urllib.request.Request(realm, data=data, method="POST")  # noqa: S310 - checked above
+    else:
+        url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode(query)
+        request = urllib.request.Request(url, headers={"Authorization": _basic(creds)})  # noqa: S310 - checked above
     try:
         with _opener(parts.netloc).open(request, timeout=timeout) as response:
             body = json.load(response)
     except urllib.error.HTTPError as exc:
-        raise _unknown(ref, f"the token service {parts.netloc} answered HTTP {exc.code}") from None
+        raise _unknown(
+            ref, f"the token service {parts.netloc} answered HTTP {exc.code}", transient=exc.code in TRANSIENT_STATUS
+        ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
-        raise _unknown(ref, f"the token service {parts.netloc} failed: {type(exc).__name__}") from None
+        transient = not isinstance(exc, ValueError)  # no answer may pass; an answer that is not JSON will not
+        raise _unknown(
+            ref, f"the token service {parts.netloc} failed: {type(exc).__name__}", transient=transient
+        ) from None
     token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
     if not isinstance(token, str) or not token:
         raise _unknown(ref, f"the token service {parts.netloc} gave no token")
     return f"Bearer {token}"
 
 
-def _unknown(ref: str, why: str) -> RegistryError:
-    return RegistryError(
-        f"cannot tell whether {ref} is in the registry: {why}. Nothing planned: the plan neither rebuilds "
-        "every cell nor skips them all on a registry problem (--force builds every cell without asking)"
-    )
+def _unknown(ref: str, why: str, *, transient: bool = False) -> RegistryError:
+    return RegistryError(ref, why, ADVICE, transient=transient)
 
 
 def _one_line(value: object) -> str:

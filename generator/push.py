@@ -10,70 +10,57 @@
   the moving aliases only once all of them are in, so a failing push never moves an alias.
 - **Tags** come from `generator.tags.tags_for`: `<slug>-<12 hex>` (immutable), `<slug>`, `<slug>-<yyyymmdd>`.
   An image whose `air-fleet.digest` label is not the cell's digest (a stale local tag) is never pushed.
-- **Retries.** Transient registry errors (5xx, 429/toomanyrequests, connection reset/refused, timeouts)
-  are retried with exponential backoff; anything else fails the cell at once.
+- **Retries.** Transient registry errors (`generator.registry.transient`: 5xx, 429, resets, refused
+  connections, timeouts, "context deadline exceeded") are retried with exponential backoff and jitter
+  (`generator.retry`); anything else fails the cell at once.
+- **Unreachable.** A registry that gave no answer at all through every try (refused, no such host, a
+  registry that accepts and never answers) is marked `unreachable` in the records; the cells still to
+  push there fail at once without a try, and the run's exit status is 2 (a service that cannot be reached).
+- **Progress.** Each tag's push stream is followed on stderr: layers done of those seen, bytes pushed and
+  the cell's elapsed time, a line whenever a layer is done and at least every `progress_every_s`.
 - **Records.** `results/<profile>/push/<slug>.json` per cell: slug, digest, status, tags, repo_digest
-  (the registry's manifest digest: pull `<repository>@<repo_digest>`), pushed_at, attempts, reason.
-- **Credentials** are never on a command line or in a log. The engine pushes with
-  `AIR_FLEET_REGISTRY_USERNAME` / `AIR_FLEET_REGISTRY_PASSWORD` from the environment when both are set,
-  otherwise with what the Docker config (`$DOCKER_CONFIG/config.json`, `~/.docker/config.json`,
-  credential helpers) holds for the registry. Every message that reaches a record, an exception or the
-  progress output is scrubbed of those values and of anything that looks like a token.
+  (the registry's manifest digest: pull `<repository>@<repo_digest>`), pushed_at, attempts, reason,
+  unreachable (the registry host that could not be reached, else null).
+- **Credentials** come from `generator.credentials` (the environment's pair, else the Docker config and
+  its credential helpers), looked up for every registry before anything is pushed (a failed lookup stops
+  the run: exit status 2) and handed to the engine explicitly. They are never on a command line or in a
+  log: every message that reaches a record, an exception or the progress output goes through one
+  `generator.secrets.Scrubber` that knows every value found.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
-import os
+import random
 import re
 import time
-import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import docker.auth
 import docker.errors
 import docker.utils
 import requests.exceptions
 from docker import DockerClient
 
 from generator import paths
-from generator.errors import FleetError
+from generator.credentials import CredentialSource, registry_of
 from generator.progress import to_stderr
+from generator.registry import transient, unreachable
 from generator.render import RenderedCell
 from generator.results import read_record, record_path, write_record
+from generator.retry import Policy, Retrying, retry
 from generator.tables import table
 from generator.tags import Tags, tags_for
 
-ENV_USERNAME = "AIR_FLEET_REGISTRY_USERNAME"
-ENV_PASSWORD = "AIR_FLEET_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 LABEL = "air-fleet.digest"
 BUILD_PASSED = frozenset({"built", "up to date"})
 PROBE_PASSED = frozenset({"OK", "WARN", "N/A"})
-
-# Registry or network trouble that another try may not meet; anything else (denied, unauthorized, name
-# invalid, no such local image) fails at once.
-TRANSIENT = re.compile(
-    r"\b(?:429|5\d\d)\b|too ?many ?requests|service unavailable|bad gateway|gateway time-?out"
-    r"|internal server error|connection (?:reset|refused|aborted)|broken pipe|timed? ?out|timeout"
-    r"|temporar(?:y|ily)|unexpected EOF|\bEOF\b",
-    re.IGNORECASE,
-)
-TRANSIENT_STATUS = frozenset({408, 429, 502, 503, 504})
-# Secret-looking values in free text: `password=...`, `"token": "..."`, `Bearer ...`, `Basic ...`.
-SECRET_FIELD = re.compile(
-    r"""(?ix)
-    (["']?\b(?:password|passwd|secret|token|identitytoken|registrytoken|access_token|refresh_token|auth)\b["']?
-     \s*[:=]\s*)
-    ("[^"]*"|'[^']*'|[^\s,;&}]+)
-    """
-)
-SECRET_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}")
-REDACTED = "***"
 DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+# A layer the registry has once the stream says one of these (a mount is a copy from another repository).
+LAYER_DONE = re.compile(r"^(?:Pushed|Layer already exists|Mounted from\b)")
+PROGRESS_EVERY_S = 10.0
 
 Say = Callable[[str], None]
 
@@ -113,6 +100,7 @@ class PushResult:
     pushed_at: str | None = None
     seconds: float = 0.0
     index: int = 0
+    unreachable: str | None = None  # the registry host that gave no answer (exit status 2)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,86 +133,23 @@ def _short(digest: object) -> str:
     return str(digest).removeprefix("sha256:")[:12] if digest else "no digest"
 
 
-# -- credentials and scrubbing ----------------------------------------------------------------------------
-
-
-class CredentialsError(FleetError):
-    """The registry credentials in the environment are incomplete (the message never holds a value)."""
-
-
-@dataclass(frozen=True)
-class Credentials:
-    source: str  # environment | docker config | none
-    auth_config: dict[str, str] | None = field(default=None, repr=False)  # None: the SDK reads the config
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-
-
-def credentials(client: DockerClient, repository: str, env: Mapping[str, str] | None = None) -> Credentials:
-    """Credentials for the repository's registry: the environment's pair, else the Docker config's entry."""
-    env = os.environ if env is None else env
-    username, password = env.get(ENV_USERNAME) or "", env.get(ENV_PASSWORD) or ""
-    registry, _ = docker.auth.resolve_repository_name(repository)
-    if username or password:
-        if not (username and password):
-            raise CredentialsError(f"set both {ENV_USERNAME} and {ENV_PASSWORD}, or neither")
-        auth = {"username": username, "password": password, "serveraddress": registry}
-        header = docker.auth.encode_header(auth).decode("ascii")
-        return Credentials("environment", auth, _variants(password, header))
-    try:  # the SDK loaded the Docker config when the client was made; what it will send is what we hide
-        found = docker.auth.resolve_authconfig(getattr(client.api, "_auth_configs", None) or {}, registry) or {}
-    except Exception:  # a broken credential helper: the engine will say so when it pushes
-        found = {}
-    values = [
-        str(v) for k, v in found.items() if k.lower() in {"password", "auth", "identitytoken", "registrytoken"} and v
-    ]
-    if found:
-        values.append(docker.auth.encode_header(found).decode("ascii"))
-    return Credentials("docker config" if found else "none", None, _variants(*values))
-
-
-def _variants(*secrets: str) -> tuple[str, ...]:
-    """Each secret as it may appear in text: raw, JSON-escaped, URL-encoded. Longest first."""
-    out = set()
-    for s in secrets:
-        if s:
-            out |= {s, json.dumps(s)[1:-1], urllib.parse.quote(s, safe=""), urllib.parse.quote_plus(s)}
-    return tuple(sorted(out, key=len, reverse=True))
-
-
-def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """The text with every known secret and anything secret-looking replaced by ***; one line."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = SECRET_SCHEME.sub(lambda m: f"{m[1]} {REDACTED}", text)
-    text = SECRET_FIELD.sub(lambda m: f"{m[1]}{REDACTED}", text)
-    return " ".join(text.split())
-
-
-def _scrub_all(value: Any, secrets: tuple[str, ...]) -> Any:
-    if isinstance(value, str):
-        return scrub(value, secrets)
-    if isinstance(value, dict):
-        return {k: _scrub_all(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub_all(v, secrets) for v in value]
-    return value
-
-
 # -- pushing ----------------------------------------------------------------------------------------------
 
 
 class PushFailed(Exception):
-    def __init__(self, message: str, *, transient: bool = False, attempts: int = 1) -> None:
+    def __init__(self, message: str, *, transient: bool = False, unreachable: bool = False, attempts: int = 1) -> None:
         super().__init__(message)
         self.message = message
         self.transient = transient
+        self.unreachable = unreachable  # no answer at all: the registry cannot be reached
         self.attempts = attempts
 
+    @classmethod
+    def of(cls, message: str) -> PushFailed:
+        """A registry's complaint relayed by the engine, sorted by the shared rule (`generator.registry`).
 
-def transient(message: str, status: int | None = None) -> bool:
-    """Is this registry error worth another try?"""
-    return (status is not None and status in TRANSIENT_STATUS) or bool(TRANSIENT.search(message))
+        By its text: the engine answers 500 whatever went wrong, so its status says nothing."""
+        return cls(message, transient=transient(message), unreachable=unreachable(message))
 
 
 def push(
@@ -238,21 +163,28 @@ def push(
     attempts: int = 4,
     backoff_s: float = 1.0,
     progress: Say = to_stderr,
-    creds: Credentials | None = None,
-    env: Mapping[str, str] | None = None,
+    source: CredentialSource | None = None,
     sleep: Callable[[float], object] = time.sleep,
+    draw: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
+    progress_every_s: float = PROGRESS_EVERY_S,
 ) -> list[PushResult]:
-    """Push the cells that pass the gate (all or nothing with `atomic`); one result and record per cell."""
+    """Push the cells that pass the gate (all or nothing with `atomic`); one result and record per cell.
+
+    `source`: where credentials come from (default: this process's environment and Docker config).
+    `sleep`, `draw` (the jitter's random number) and `clock` are there for tests.
+    """
     pusher = _Pusher(
         client,
         profile=profile,
         results=paths.results_dir() if results is None else results,
-        attempts=max(1, attempts),
-        backoff_s=backoff_s,
+        policy=Policy(attempts=max(1, attempts), first_s=backoff_s),
         progress=progress,
-        creds=creds,
-        env=env,
+        source=CredentialSource() if source is None else source,
         sleep=sleep,
+        draw=draw,
+        clock=clock,
+        progress_every_s=progress_every_s,
     )
     return pusher.run(cells, atomic=atomic, date=date)
 
@@ -264,45 +196,40 @@ class _Pusher:
         *,
         profile: str,
         results: Path,
-        attempts: int,
-        backoff_s: float,
+        policy: Policy,
         progress: Say,
-        creds: Credentials | None,
-        env: Mapping[str, str] | None,
+        source: CredentialSource,
         sleep: Callable[[float], object],
+        draw: Callable[[], float],
+        clock: Callable[[], float],
+        progress_every_s: float,
     ) -> None:
         self.client = client
         self.profile = profile
         self.results = results
-        self.attempts = attempts
-        self.backoff_s = backoff_s
+        self.policy = policy
         self.progress = progress
+        self.source = source
         self.sleep = sleep
-        self.env = env
-        self.creds: dict[str, Credentials] = {}
-        self.given = creds
-        self.secrets: tuple[str, ...] = creds.secrets if creds else ()
+        self.draw = draw
+        self.clock = clock
+        self.progress_every_s = progress_every_s
+        self.down: dict[str, str] = {}  # registry host -> why it could not be reached
 
     def say(self, line: str) -> None:
-        self.progress(scrub(line, self.secrets))
+        self.progress(self.source.scrubber.line(line))
 
-    def _creds(self, repository: str) -> Credentials:
-        if self.given is not None:
-            return self.given
-        if repository not in self.creds:
-            found = credentials(self.client, repository, self.env)
-            self.creds[repository] = found
-            self.secrets = tuple(sorted({*self.secrets, *found.secrets}, key=len, reverse=True))
-        return self.creds[repository]
+    def _auth(self, repository: str) -> dict[str, str]:
+        return self.source.for_ref(repository).auth_config()
 
     # -- the run, in phases ---------------------------------------------------------------------------
 
     def run(self, cells: list[PushCell], *, atomic: bool, date: datetime.date) -> list[PushResult]:
-        started = time.monotonic()
+        started = self.clock()
         results = {c.slug: PushResult(c.slug, c.digest, c.repository, "failed", index=c.index) for c in cells}
         tags: dict[str, Tags] = {}
         for c in cells:  # credentials first: every secret is known before any message is made
-            self._creds(c.repository)
+            self.source.for_ref(c.repository)
         # 1. the gate (and valid tags)
         passed: list[PushCell] = []
         for c in cells:
@@ -327,8 +254,7 @@ class _Pusher:
                 self._prepare(c, tags[c.slug])
                 ready.append(c)
             except Exception as exc:
-                results[c.slug].reason = self._why(exc)
-                self.say(f"{c.slug}: failed: {results[c.slug].reason}")
+                self._failed(c, results[c.slug], self._why(exc), exc)
         if atomic and len(ready) < len(passed):
             self._hold(ready, results, "not pushed", [c for c in passed if c not in ready], "failed")
             return self._finish(cells, results, started)
@@ -362,16 +288,23 @@ class _Pusher:
             results[c.slug].reason = f"--atomic: {what}: {names} {why}"
             self.say(f"{c.slug}: held: {results[c.slug].reason}")
 
+    def _failed(self, cell: PushCell, result: PushResult, reason: str, exc: BaseException) -> None:
+        result.status, result.reason = "failed", reason
+        if isinstance(exc, PushFailed) and exc.unreachable:
+            host = registry_of(cell.repository)
+            result.unreachable = host
+            self.down.setdefault(host, exc.message)
+        self.say(f"{cell.slug}: failed: {reason}")
+
     def _finish(self, cells: list[PushCell], results: dict[str, PushResult], started: float) -> list[PushResult]:
+        scrub = self.source.scrubber
         out = []
         for c in cells:
             result = results[c.slug]
-            result.seconds = round(time.monotonic() - started, 2)
+            result.seconds = round(self.clock() - started, 2)
             if result.reason is not None:
-                result.reason = scrub(result.reason, self.secrets)
-            write_record(
-                record_path(self.results, self.profile, "push", c.slug), _scrub_all(result.record(), self.secrets)
-            )
+                result.reason = scrub.line(result.reason)
+            write_record(record_path(self.results, self.profile, "push", c.slug), scrub.all(result.record()))
             out.append(result)
         return out
 
@@ -379,7 +312,7 @@ class _Pusher:
         text = exc.message if isinstance(exc, PushFailed) else (str(exc).strip() or type(exc).__name__)
         if isinstance(exc, docker.errors.APIError) and exc.explanation:
             text = str(exc.explanation)
-        return scrub(text, self.secrets)
+        return self.source.scrubber.line(text)
 
     # -- one cell --------------------------------------------------------------------------------------
 
@@ -391,9 +324,11 @@ class _Pusher:
             repo, tag = docker.utils.parse_repository_tag(cell.local_ref)
             self.say(f"{cell.slug}: not here: pulling {cell.local_ref}")
             try:
-                image = self.client.images.pull(repo, tag=tag, auth_config=self._creds(cell.repository).auth_config)
-            except docker.errors.APIError as exc:
-                raise PushFailed(f"no local image {cell.local_ref}, and pulling it failed: {self._why(exc)}") from None
+                image = self.client.images.pull(repo, tag=tag, auth_config=self._auth(cell.repository))
+            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+                failed = PushFailed.of(self._why(exc))
+                failed.message = f"no local image {cell.local_ref}, and pulling it failed: {failed.message}"
+                raise failed from None
         label = (image.labels or {}).get(LABEL)
         if label != cell.digest:
             raise PushFailed(
@@ -402,16 +337,20 @@ class _Pusher:
         image.tag(cell.repository, tags.immutable)  # a no-op when the local ref is already that
 
     def _push_tags(self, cell: PushCell, tags: list[str], result: PushResult) -> bool:
+        host = registry_of(cell.repository)
+        started = self.clock()
         for tag in tags:
+            if host in self.down:  # every try would wait for the same silence: say so at once
+                failed = PushFailed(f"not tried: {host} could not be reached ({self.down[host]})", unreachable=True)
+                self._failed(cell, result, f"push of {cell.repository}:{tag} {failed.message}", failed)
+                return False
             try:
                 self.client.api.tag(cell.local_ref, cell.repository, tag)  # the local alias moves with the push
                 self.say(f"{cell.slug}: pushing {cell.repository}:{tag}")
-                repo_digest, tries = self._push_one(cell, tag)
+                repo_digest, tries = self._push_one(cell, tag, started)
             except Exception as exc:
-                result.status = "failed"
                 result.attempts = max(result.attempts, getattr(exc, "attempts", 1))
-                result.reason = f"push of {cell.repository}:{tag} failed: {self._why(exc)}"
-                self.say(f"{cell.slug}: failed: {result.reason}")
+                self._failed(cell, result, f"push of {cell.repository}:{tag} failed: {self._why(exc)}", exc)
                 return False
             result.attempts = max(result.attempts, tries)
             if result.repo_digest is None:
@@ -424,24 +363,35 @@ class _Pusher:
             result.tags.append(tag)
         return True
 
-    def _push_one(self, cell: PushCell, tag: str) -> tuple[str, int]:
-        """(repo digest, tries): one tag, retried with exponential backoff while the errors are transient."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self._push_once(cell.repository, tag), attempt
-            except PushFailed as exc:
-                if not exc.transient or attempt == self.attempts:
-                    raise PushFailed(
-                        exc.message + (f" (after {attempt} tries)" if attempt > 1 else ""),
-                        attempts=attempt,
-                    ) from None
-                delay = self.backoff_s * 2 ** (attempt - 1)
-                self.say(f"{cell.slug}: {tag}: {exc.message}; try {attempt + 1}/{self.attempts} in {delay:g} s")
-                self.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _push_one(self, cell: PushCell, tag: str, started: float) -> tuple[str, int]:
+        """(repo digest, tries): one tag, retried with backoff while the errors are transient."""
+        tries = 1
 
-    def _push_once(self, repository: str, tag: str) -> str:
-        auth = self._creds(repository).auth_config
+        def again(r: Retrying) -> None:
+            nonlocal tries
+            tries = r.failed + 1
+            self.say(f"{cell.slug}: {tag}: {self._why(r.error)}; try {tries}/{r.attempts} in {r.delay:.1f} s")
+
+        try:
+            digest = retry(
+                lambda: self._push_once(cell, tag, started),
+                policy=self.policy,
+                transient=lambda exc: isinstance(exc, PushFailed) and exc.transient,
+                on_retry=again,
+                sleep=self.sleep,
+                draw=self.draw,
+            )
+        except PushFailed as exc:
+            exc.attempts = tries
+            if tries > 1:
+                exc.message += f" (after {tries} tries)"
+            raise
+        return digest, tries
+
+    def _push_once(self, cell: PushCell, tag: str, started: float) -> str:
+        repository = cell.repository
+        auth = self._auth(repository)
+        layers = _Layers(f"{cell.slug}: {tag}", started, self.clock, self.progress_every_s, self.say)
         digest = None
         try:
             stream = self.client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
@@ -451,8 +401,8 @@ class _Pusher:
                 detail = chunk.get("errorDetail")
                 error = chunk.get("error") or (detail.get("message") if isinstance(detail, dict) else detail)
                 if error:
-                    message = scrub(str(error), self.secrets)
-                    raise PushFailed(message, transient=transient(message))
+                    raise PushFailed.of(self.source.scrubber.line(str(error)))
+                layers.update(chunk)
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and aux.get("Digest"):
                     digest = str(aux["Digest"])
@@ -460,18 +410,65 @@ class _Pusher:
                     found = DIGEST_IN_STATUS.search(chunk["status"])
                     digest = found[1] if found else None
         except docker.errors.APIError as exc:
-            message = self._why(exc)
-            raise PushFailed(message, transient=transient(message, exc.status_code)) from None
+            raise PushFailed.of(self._why(exc)) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            # The engine itself did not answer in time (or went away): another try may find it.
             raise PushFailed(self._why(exc), transient=True) from None
+        layers.finish()
         if digest is None:  # an engine that did not say: ask the registry for the manifest's digest
             try:
                 data = self.client.images.get_registry_data(f"{repository}:{tag}", auth_config=auth)
             except docker.errors.APIError as exc:
-                message = self._why(exc)
-                raise PushFailed(f"pushed, but no digest: {message}", transient=transient(message)) from None
+                failed = PushFailed.of(self._why(exc))
+                failed.message = f"pushed, but no digest: {failed.message}"
+                raise failed from None
             digest = str(data.id)
         return digest
+
+
+class _Layers:
+    """What one push stream says about its layers, turned into progress lines: layers the registry has of
+    those seen, bytes sent, the cell's elapsed time. A line when a layer is done, else at most every
+    `every_s` while bytes move (one line per step: it reads the same in a terminal and a CI log)."""
+
+    def __init__(self, what: str, started: float, clock: Callable[[], float], every_s: float, say: Say) -> None:
+        self.what, self.started, self.clock, self.every_s, self.say = what, started, clock, every_s, say
+        self.seen: dict[str, int] = {}  # layer -> bytes pushed (the layer's size once it is done)
+        self.done: set[str] = set()
+        self.shown = clock()
+        self.last = ""
+
+    def update(self, chunk: dict[str, Any]) -> None:
+        layer, status = chunk.get("id"), chunk.get("status")
+        if not isinstance(layer, str) or not isinstance(status, str) or status.startswith(layer):
+            return  # not about a layer (the closing "<tag>: digest: ..." line names the tag as its id)
+        self.seen.setdefault(layer, 0)
+        progress = chunk.get("progressDetail")
+        if isinstance(progress, dict) and isinstance(progress.get("current"), int):
+            self.seen[layer] = max(self.seen[layer], progress["current"])
+        if LAYER_DONE.match(status) and layer not in self.done:
+            self.done.add(layer)
+            self._show()
+        elif self.clock() - self.shown >= self.every_s:
+            self._show()
+
+    def finish(self) -> None:
+        if self.seen:
+            self._show()
+
+    def _show(self) -> None:
+        line = f"{len(self.done)}/{len(self.seen)} layers, {_bytes(sum(self.seen.values()))} pushed"
+        if line == self.last:
+            return
+        self.last, self.shown = line, self.clock()
+        self.say(f"{self.what}: {line} ({self.clock() - self.started:.0f} s)")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def _now() -> str:
@@ -492,10 +489,9 @@ def run_push(
 ) -> list[PushResult]:
     """`python -m generator push [CELL...] [--atomic]`: one push run per profile at a time, today's UTC date."""
     from generator.dockerclient import connect
-    from generator.runlock import hold
+    from generator.runlock import fleet_lock
 
-    lock_file = paths.state_dir() / "locks" / f"push-{profile}.lock"
-    with hold(lock_file, f"push of the {profile} fleet", wait=wait, progress=progress):
+    with fleet_lock("push", profile, wait=wait, progress=progress):
         return push(
             [PushCell.of(r) for r in selected],
             connect(),
@@ -514,9 +510,14 @@ def summary(results: list[PushResult]) -> str:
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
     lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
+    down = sorted({r.unreachable for r in results if r.unreachable})
+    if down:
+        lines.append(f"could not reach {', '.join(down)}")
     return "\n".join(lines)
 
 
 def exit_status(results: list[PushResult]) -> int:
-    """0 when every selected cell was pushed, 1 otherwise."""
+    """0 when every selected cell was pushed; 2 when a registry could not be reached; 1 otherwise."""
+    if any(r.unreachable for r in results):
+        return 2
     return 0 if all(r.status == "pushed" for r in results) else 1

@@ -12,14 +12,24 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from generator import paths
 from generator.errors import FleetError
 
 
 class Busy(FleetError):
     """Another run holds the lock and the caller chose not to wait."""
+
+
+def fleet_lock(
+    name: str, profile: str, *, wait: bool = True, progress: Callable[[str], None] = print
+) -> AbstractContextManager[None]:
+    """The run lock `name` over one profile's fleet: `build` (taken by `build`, and by `fetch`, which
+    stages wheels into the same build contexts) or `push`. Held: "another <name> of the <profile> fleet"."""
+    path = paths.state_dir() / "locks" / f"{name}-{profile}.lock"
+    return hold(path, f"{name} of the {profile} fleet", wait=wait, progress=progress)
 
 
 @contextmanager

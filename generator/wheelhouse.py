@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +38,7 @@ from generator import paths
 from generator.atomic import write_if_changed
 from generator.errors import FleetError
 from generator.model import Artifact
+from generator.retry import Policy, retry
 
 _T = TypeVar("_T")
 
@@ -48,7 +48,7 @@ SCHEMES = ("file", "http", "https")
 CHUNK = 1 << 20  # 1 MiB: large enough to stream a 2 GB torch wheel quickly, small enough to hold in memory
 TIMEOUT_S = 60.0  # per socket operation, not per file: a slow but steady download is fine
 ATTEMPTS = 4  # tries per download; transient failures (5xx, 429, resets, timeouts) are retried
-BACKOFF_S = 0.5  # first wait between tries, doubled each time
+BACKOFF_S = 0.5  # first wait between tries, doubled each time, less a random part (generator.retry)
 PIP_TIMEOUT_S = 1800  # a whole pip resolution; pip has its own per-request timeout
 # Statuses worth another try: the server or a proxy is busy or restarting, not "this file is wrong".
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -457,14 +457,11 @@ class _Transient(Exception):
 
 
 def _retrying(url: str, once: Callable[[], _T]) -> _T:
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return once()
-        except _Transient as exc:
-            if attempt == ATTEMPTS:
-                raise WheelhouseError(f"{url}: {exc} (gave up after {ATTEMPTS} tries)") from None
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+    policy = Policy(attempts=ATTEMPTS, first_s=BACKOFF_S)
+    try:
+        return retry(once, policy=policy, transient=lambda exc: isinstance(exc, _Transient))
+    except _Transient as exc:  # only the last try's: the earlier ones were retried
+        raise WheelhouseError(f"{url}: {exc} (gave up after {ATTEMPTS} tries)") from None
 
 
 def _download_once(url: str, tmp_dir: Path, limit: int | None) -> tuple[Path, str, int]:

@@ -13,20 +13,19 @@ import dataclasses
 import hashlib
 import http.server
 import json
-import socket
 import threading
 import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-import docker.errors
 import pytest
-import requests.exceptions
 
 from generator.compat import FAIL, Check
+from generator.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError
 from generator.dockerclient import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet
@@ -41,10 +40,10 @@ from generator.plan import (
     registry_exists,
     split_ref,
 )
-from generator.push import ENV_PASSWORD, ENV_USERNAME
 from generator.render import RenderedCell
 from generator.sandbox import services
 from tests.conftest import DEFAULT_MATRIX, MINIMAL
+from tests.standins import closed_port, silent_server, write_helper
 
 REGISTRY = "127.0.0.1:5000"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -145,7 +144,7 @@ def test_github_outputs_give_the_workflow_a_pure_matrix(fleet: list[RenderedCell
 
 def test_a_registry_problem_stops_the_plan(fleet: list[RenderedCell]) -> None:
     def down(rendered: RenderedCell) -> bool:
-        raise RegistryError(f"cannot tell whether {rendered.ref} is in the registry")
+        raise RegistryError(rendered.ref, "down")
 
     with pytest.raises(RegistryError, match=fleet[0].cell.slug):
         plan(fleet, down)
@@ -156,39 +155,6 @@ def test_more_jobs_than_github_runs_is_an_error(fleet: list[RenderedCell]) -> No
     many = fleet * (MAX_JOBS // len(fleet) + 1)
     with pytest.raises(FleetError, match=f"at most {MAX_JOBS} jobs"):
         plan(many, FakeExists(set()))
-
-
-# -- registry_exists (through the engine) ---------------------------------------------------------------
-
-
-class FakeImages:
-    def __init__(self, outcome: BaseException | None) -> None:
-        self.outcome = outcome
-        self.asked: list[str] = []
-
-    def get_registry_data(self, ref: str) -> object:
-        self.asked.append(ref)
-        if self.outcome is not None:
-            raise self.outcome
-        return object()
-
-
-class FakeClient:
-    def __init__(self, outcome: BaseException | None) -> None:
-        self.images = FakeImages(outcome)
-
-
-def test_registry_exists_tells_absent_from_unknown(fleet: list[RenderedCell]) -> None:
-    r = fleet[0]
-    found = FakeClient(None)
-    assert registry_exists(found)(r) is True and found.images.asked == [r.ref]
-    assert registry_exists(FakeClient(docker.errors.NotFound("manifest unknown")))(r) is False
-    # What the engine answers when the registry is down: a 500 naming the connection error.
-    down = docker.errors.APIError("500 Server Error", explanation='Get "http://127.0.0.1:5999/v2/": refused')
-    with pytest.raises(RegistryError, match=r"127\.0\.0\.1:5999/v2/.*Nothing planned"):
-        registry_exists(FakeClient(down))(r)
-    with pytest.raises(RegistryError, match="engine cannot be reached"):
-        registry_exists(FakeClient(requests.exceptions.ConnectionError("no socket")))(r)
 
 
 # -- references ---------------------------------------------------------------------------------------------
@@ -284,7 +250,9 @@ class StubRegistry(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), StubHandler)
         self.mode = mode  # "basic" | "bearer" | "status:<code>" | "redirect"
         self.user, self.password, self.token = "fleet-bot", f"pw-{uuid.uuid4().hex}", uuid.uuid4().hex
+        self.refresh = f"refresh-{uuid.uuid4().hex}"  # an identity token, exchanged at /token by POST
         self.seen: list[tuple[str, str, dict[str, str]]] = []
+        self.posts: list[tuple[str, str, str]] = []
 
     @property
     def address(self) -> str:
@@ -319,6 +287,16 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
             self._reply(401)
             return
         self._reply(200, {"Content-Type": "application/json"}, json.dumps({"token": stub.token}).encode())
+
+    def do_POST(self) -> None:
+        stub = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        stub.posts.append(("POST", self.path, body))
+        form = urllib.parse.parse_qs(body)
+        if self.path != "/token" or form.get("refresh_token") != [stub.refresh]:
+            self._reply(401)
+            return
+        self._reply(200, {"Content-Type": "application/json"}, json.dumps({"access_token": stub.token}).encode())
 
     def do_HEAD(self) -> None:
         stub = self.server
@@ -389,17 +367,74 @@ def test_bearer_token_flow(stub: Callable[[str], StubRegistry]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "says"), [("status:500", "HTTP 500"), ("status:403", "HTTP 403"), ("redirect", "HTTP 307")]
+    ("mode", "says", "tries"),
+    [
+        ("status:500", "HTTP 500", 3),
+        ("status:503", "HTTP 503", 3),
+        ("status:403", "HTTP 403", 1),
+        ("redirect", "HTTP 307", 1),
+    ],
 )
-def test_other_answers_are_errors_not_guesses(stub: Callable[[str], StubRegistry], mode: str, says: str) -> None:
+def test_other_answers_are_errors_not_guesses(
+    stub: Callable[[str], StubRegistry], mode: str, says: str, tries: int
+) -> None:
+    """A 5xx may pass: tried again (with backoff) before it is an error. A 403 or a redirect will not."""
     server = stub(mode)
-    with pytest.raises(RegistryError, match=f"{says}.*Nothing planned"):
-        manifest_exists_http(f"{server.address}/team/air:present", timeout=5, env={})
+    waits: list[float] = []
+    with pytest.raises(RegistryError, match=f"{says}.*Nothing planned") as caught:
+        manifest_exists_http(f"{server.address}/team/air:present", timeout=5, env={}, sleep=waits.append)
+    assert len(server.seen) == tries and len(waits) == tries - 1
+    assert ("after 3 tries" in str(caught.value)) is (tries == 3)
 
 
 def test_a_registry_that_is_down_is_an_error() -> None:
-    with socket.socket() as s:  # a port nothing listens on: bound, never listening
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        with pytest.raises(RegistryError, match=f"127.0.0.1:{port} cannot be reached"):
-            manifest_exists_http(f"127.0.0.1:{port}/team/air:t", timeout=2, env={})
+    with closed_port() as address:
+        waits: list[float] = []
+        with pytest.raises(RegistryError, match=rf"{address} cannot be reached.*after 3 tries"):
+            manifest_exists_http(f"{address}/team/air:t", timeout=2, env={}, sleep=waits.append)
+        assert len(waits) == 2  # refused: worth another try, then an error, never "absent"
+
+
+def test_a_registry_that_never_answers_is_retried_then_an_error() -> None:
+    """A real socket that accepts and never says a word: each try times out, and is tried again."""
+    with silent_server() as (address, accepted):
+        waits: list[float] = []
+        with pytest.raises(RegistryError, match=rf"{address} cannot be reached: .*timed out.*after 3 tries"):
+            manifest_exists_http(f"{address}/team/air:t", timeout=0.5, env={}, sleep=waits.append)
+        assert len(waits) == 2 and len(accepted) == 3
+
+
+def test_credentials_come_from_the_docker_config_too(stub: Callable[[str], StubRegistry], tmp_path: Path) -> None:
+    """The plan asks with what push pushes with: the Docker config, and its credential helpers."""
+    server = stub("bearer")
+    ref = f"{server.address}/team/air:present"
+    auth = base64.b64encode(f"{server.user}:{server.password}".encode()).decode()
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"auths": {f"http://{server.address}/v2/": {"auth": auth}}}))
+    assert manifest_exists_http(ref, timeout=5, env={"DOCKER_CONFIG": str(config)}) is True
+    helper = write_helper(tmp_path / "bin", "fleet-test", {"Username": server.user, "Secret": server.password})
+    (config / "config.json").write_text(json.dumps({"credHelpers": {server.address: "fleet-test"}}))
+    env = {"DOCKER_CONFIG": str(config), "PATH": f"{helper.parent}:/usr/bin:/bin"}
+    assert manifest_exists_http(ref, timeout=5, env=env) is True
+    assert manifest_exists_http(f"{server.address}/team/air:absent", timeout=5, env=env) is False
+
+
+def test_an_identity_token_is_exchanged_for_a_bearer_token(stub: Callable[[str], StubRegistry], tmp_path: Path) -> None:
+    """ACR's `az acr login` leaves an identity token (a helper's `<token>` user): an OAuth2 refresh grant."""
+    server = stub("bearer")
+    helper = write_helper(tmp_path / "bin", "fleet-test", {"Username": "<token>", "Secret": server.refresh})
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "fleet-test"}))
+    env = {"DOCKER_CONFIG": str(tmp_path), "PATH": f"{helper.parent}:/usr/bin:/bin"}
+    assert manifest_exists_http(f"{server.address}/team/air:present", timeout=5, env=env) is True
+    posted = [body for method, _, body in server.posts if method == "POST"]
+    assert posted and urllib.parse.parse_qs(posted[0])["grant_type"] == ["refresh_token"]
+
+
+def test_a_failing_credential_helper_is_an_error_not_anonymous(
+    stub: Callable[[str], StubRegistry], tmp_path: Path
+) -> None:
+    server = stub("basic")
+    (tmp_path / "config.json").write_text(json.dumps({"credHelpers": {server.address: "absent-helper"}}))
+    with pytest.raises(CredentialsError, match=r"docker-credential-absent-helper .* not on PATH"):
+        manifest_exists_http(f"{server.address}/team/air:present", timeout=5, env={"DOCKER_CONFIG": str(tmp_path)})

@@ -34,7 +34,6 @@ from generator.registration import (
     LegacyAirCli,
     Outcome,
     RegisterError,
-    Scrubber,
     Target,
     pick_adapter,
     register,
@@ -293,12 +292,17 @@ def test_transient_gives_up_after_the_attempts(bench: Bench, cli: str) -> None:
     assert len(bench.calls()) == 2 and bench.ledger.entries() == {}
 
 
-def test_backoff_doubles(bench: Bench) -> None:
-    started = time.monotonic()
-    [outcome] = bench.run([bench.play(1, "transient", "transient", "success")], bench.adapter("air"), backoff_s=0.3)
-    assert outcome.status == REGISTERED
-    assert time.monotonic() - started >= 0.3 + 0.6
-    assert any("retry in 0.6 s" in line for line in bench.lines)
+def test_backoff_doubles_less_jitter(bench: Bench) -> None:
+    waits: list[float] = []
+    steps = ("transient", "transient", "success")
+    air = bench.adapter("air")
+    [outcome] = bench.run([bench.play(1, *steps)], air, backoff_s=3, sleep=waits.append, draw=lambda: 0)
+    assert outcome.status == REGISTERED and waits == [3, 6]
+    assert any("retry in 6.0 s" in line for line in bench.lines)
+    # The jitter takes up to half of each wait off, never adds to it.
+    waits.clear()
+    bench.run([bench.play(2, *steps)], air, backoff_s=3, sleep=waits.append, draw=lambda: 0.999)
+    assert 1.5 <= waits[0] < 1.51 and 3 <= waits[1] < 3.01
 
 
 @pytest.mark.parametrize("cli", CLIS)
@@ -441,35 +445,6 @@ def test_a_planted_secret_never_reaches_outcomes_progress_or_the_ledger(bench: B
     assert "***" in shown  # the leaks were there, and masked
     assert [secret for secret in secrets if secret in shown] == []
     assert all(secret not in arg for call in bench.calls() for arg in call["argv"] for secret in secrets)
-
-
-@pytest.mark.parametrize(
-    "text, kept",
-    [
-        ('{"password": "p4ssw0rd!", "user": "bob"}', '"user": "bob"'),
-        ("Authorization: Bearer abc.def.ghi", "Authorization: "),
-        ("GET /api?access_token=zzz999&x=1", "&x=1"),
-        ("token: abcdef123 failed", "failed"),
-        ("using dapi0123456789abcdef0123456789abcdef now", "using"),
-        ("pull https://robot:s3cr3tpw@registry.example.com/v2/", "registry.example.com"),
-        ("header eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl end", "end"),
-    ],
-)
-def test_scrubber_masks_credential_fields_and_shapes(text: str, kept: str) -> None:
-    masked = Scrubber()(text)
-    assert "***" in masked and kept in masked
-    assert not any(s in masked for s in ("p4ssw0rd", "abc.def", "zzz999", "abcdef123", "dapi0123", "s3cr3tpw", "c2ln"))
-
-
-def test_scrubber_leaves_refs_digests_and_error_codes_alone() -> None:
-    text = f"registered auth-service.example.com/ml/auth-tokens:v1 {digest_of('x')} INVALID_TOKEN retryable=false"
-    assert Scrubber(["1234"])(text) == text
-
-
-def test_scrubber_masks_env_values_also_json_escaped() -> None:
-    scrub = Scrubber.from_env({"MY_SECRET": 'a"b\\c-long', "PATH": "/usr/bin", "API_TOKEN": "1"})
-    assert scrub('said a"b\\c-long and "a\\"b\\\\c-long"') == 'said *** and "***"'
-    assert scrub("/usr/bin 1") == "/usr/bin 1"  # not secret names; too short to be a credential
 
 
 # --- output parsing: tolerant of noise, strict about what it trusts ----------------------------------------

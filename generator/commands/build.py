@@ -11,6 +11,8 @@ from generator.errors import FleetError
 from generator.expand import select
 from generator.fleet import Fleet
 from generator.pipeline import run_build, run_lock, stage_cell, summary, write_images
+from generator.progress import to_stderr
+from generator.runlock import fleet_lock
 
 
 def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -25,11 +27,13 @@ def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
 def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
     wanted = {c.slug for c in select(fleet.cells, args.cells)}
     everything = [r for r in fleet.render() if r.status != FAIL]  # as generate: FAILing cells are not written
-    write_images(everything, fleet.profile.images)
     rendered = [r for r in everything if r.cell.slug in wanted]
     staged = 0
-    for r in rendered:
-        staged += len(stage_cell(r, fleet.profile.images / r.cell.slug))
+    # The build's lock: fetch rewrites images/ and the build contexts' wheels/, which a running build reads.
+    with fleet_lock("build", fleet.profile.name, wait=not args.no_wait, progress=to_stderr):
+        write_images(everything, fleet.profile.images)
+        for r in rendered:
+            staged += len(stage_cell(r, fleet.profile.images / r.cell.slug))
     print(f"{len(rendered)} cells: {staged} files verified and staged under {fleet.profile.images}")
     return 0
 

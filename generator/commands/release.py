@@ -14,7 +14,10 @@ def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.push import summary as push_summary
 
     results = run_push(fleet.profile.name, selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
-    print(push_summary(results))
+    if args.json:
+        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(push_summary(results))
     return exit_status(results)
 
 

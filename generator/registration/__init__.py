@@ -3,15 +3,15 @@
     adapter = pick_adapter(None, "my-workspace")          # the Go `databricks` CLI if on PATH, else `air`
     outcomes = register(targets, adapter, Ledger.for_profile("my-workspace"))
 
-`base` (targets, the adapter contract), `adapters` (the two CLIs and their output), `scrub` (secrets out of
-everything shown), `ledger` (what is done), `runner` (calls, timeouts, retries).
+`base` (targets, the adapter contract), `adapters` (the two CLIs and their output), `ledger` (what is done),
+`runner` (calls, timeouts, retries); `generator.secrets` keeps secrets out of everything shown.
 """
 
 from generator.registration.adapters import DatabricksCli, LegacyAirCli, pick_adapter
 from generator.registration.base import Adapter, AdapterResult, RegisterError, Target
 from generator.registration.ledger import Entry, Ledger
 from generator.registration.runner import ALREADY, CACHED, FAILED, REGISTERED, Outcome, register
-from generator.registration.scrub import Scrubber
+from generator.secrets import Scrubber
 
 __all__ = [
     "ALREADY",

@@ -1,34 +1,34 @@
 """Register targets one after another: never interactive, bounded in time, retried only when worth it.
 
-Each CLI call runs with stdin on /dev/null and no controlling terminal (a new session), so nothing can
-prompt; in its own process group, so a call that outlives its timeout is killed with every child it
-started (subprocess.run would kill only the CLI itself and could then wait forever on a child holding its
-pipes). A transient failure or a hang is retried with exponential backoff up to `attempts` calls; a
-permanent one fails its target at once; the other targets go on either way. Every success is in the
-ledger before the next target starts. All CLI text is scrubbed of secrets before it reaches an Outcome or
-a progress line.
+Each CLI call runs through `generator.childproc.run_bounded`: stdin on /dev/null, no controlling terminal,
+its own process group killed whole when the call outlives its timeout. A transient failure or a hang is
+retried with exponential backoff and jitter (`generator.retry`) up to `attempts` calls; a permanent one
+fails its target at once; the other targets go on either way. Every success is in the ledger before the
+next target starts. All CLI text is scrubbed of secrets (`generator.secrets`) before it reaches an
+Outcome or a progress line.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from generator.childproc import run_bounded
+from generator.credentials import scrubber_for
 from generator.registration.base import FORBIDDEN_FLAGS, Adapter, AdapterResult, Target
 from generator.registration.ledger import Ledger
-from generator.registration.scrub import Scrubber
+from generator.retry import Policy, Retrying, retry
+from generator.secrets import Scrubber
 
 REGISTERED, CACHED, ALREADY, FAILED = "registered", "cached", "already registered", "failed"
 MAX_DETAIL = 600  # characters of CLI text kept in an outcome: the reason, not the whole log
 MAX_BACKOFF_S = 300.0
-DRAIN_S = 5.0  # after the kill, how long to wait for the pipes to close
 
-__all__ = ["ALREADY", "CACHED", "FAILED", "REGISTERED", "Completed", "Outcome", "register", "run_cli"]
+__all__ = ["ALREADY", "CACHED", "FAILED", "REGISTERED", "Outcome", "register"]
 
 
 @dataclass(frozen=True)
@@ -50,73 +50,23 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Completed:
-    returncode: int | None  # None: timed out and killed
-    stdout: str
-    stderr: str
-
-
-def run_cli(argv: list[str], env: Mapping[str, str], timeout_s: float) -> Completed:
-    """Run without stdin or TTY; on timeout (or Ctrl-C) kill the whole process group. OSError if it cannot start."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=dict(env),
-        start_new_session=True,  # own session: no controlling terminal, and a process group to kill
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        out, err = _kill(proc)
-        return Completed(None, _decode(out), _decode(err))
-    except BaseException:  # Ctrl-C or the like: no CLI outlives the run
-        _kill(proc)
-        raise
-    return Completed(proc.returncode, _decode(out), _decode(err))
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
-    # The leader is not reaped yet, so its pid (the group id) cannot have been reused: the signal reaches
-    # exactly the CLI and its children.
-    if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:  # not a group leader after all: at least the CLI itself goes
-            proc.kill()
-    try:
-        return proc.communicate(timeout=DRAIN_S)
-    except subprocess.TimeoutExpired:  # something outside the group still holds the pipes: stop reading
-        proc.kill()
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-        proc.wait()
-        return b"", b""
-
-
-def _decode(data: bytes | None) -> str:
-    return data.decode("utf-8", "replace") if data else ""
-
-
-@dataclass(frozen=True)
 class _Run:
     adapter: Adapter
     ledger: Ledger
     scrub: Scrubber
     env: Mapping[str, str]
-    attempts: int
-    backoff_s: float
+    policy: Policy
     timeout_s: float
     progress: Callable[[str], None]
+    sleep: Callable[[float], object]
+    draw: Callable[[], float]
 
     def say(self, line: str) -> None:
         self.progress(self.scrub(line))
 
     def clean(self, text: str) -> str:
         # Scrub before cutting: a cut could leave half a secret that no longer matches.
-        line = " ".join(self.scrub(text).split())
+        line = self.scrub.line(text)
         return line if len(line) <= MAX_DETAIL else f"{line[: MAX_DETAIL - 1]}…"
 
 
@@ -131,17 +81,22 @@ def register(
     progress: Callable[[str], None] = print,
     env: Mapping[str, str] | None = None,
     force: bool = False,
+    sleep: Callable[[float], object] = time.sleep,
+    draw: Callable[[], float] = random.random,
 ) -> list[Outcome]:
     """Register each target not yet in the ledger (all of them with `force`, e.g. after rotated credentials).
 
     `env` is the CLI's whole environment (default: this process's): Databricks auth (DATABRICKS_*) and
-    DOCKER_CONFIG reach the CLI there, never in argv. `call_timeout_s` defaults to the adapter's.
+    DOCKER_CONFIG reach the CLI there, never in argv. `call_timeout_s` defaults to the adapter's. The
+    wait before retry n is `backoff_s * 2**(n-1)` (at most MAX_BACKOFF_S) less a random part of it.
+    `sleep` and `draw` are there for tests.
     """
     if attempts < 1 or backoff_s < 0:
         raise ValueError(f"attempts must be >= 1 and backoff_s >= 0, got {attempts} and {backoff_s}")
     env = dict(os.environ if env is None else env)
     timeout_s = adapter.timeout_s if call_timeout_s is None else call_timeout_s
-    run = _Run(adapter, ledger, Scrubber.from_env(env), env, attempts, backoff_s, timeout_s, progress)
+    policy = Policy(attempts=attempts, first_s=backoff_s, max_s=MAX_BACKOFF_S)
+    run = _Run(adapter, ledger, scrubber_for(env), env, policy, timeout_s, progress, sleep, draw)
     outcomes = []
     for target in targets:
         outcome = _register_one(run, target, force=force)
@@ -164,20 +119,44 @@ def _register_one(run: _Run, target: Target, *, force: bool) -> Outcome:
     refusal = _refusal(run, run.adapter.argv(target))
     if refusal:
         return outcome(FAILED, refusal, 0)
-    for attempt in range(1, run.attempts + 1):
-        run.say(f"{target.slug}: registering {target.ref} with {run.adapter.name} (attempt {attempt}/{run.attempts})")
+    attempts, calls = run.policy.attempts, 0
+
+    def once() -> AdapterResult:
+        nonlocal calls
+        calls += 1
+        run.say(f"{target.slug}: registering {target.ref} with {run.adapter.name} (attempt {calls}/{attempts})")
         result = _trust(_call(run, target), target)
-        detail = run.clean(result.detail)
-        if result.ok:
-            return outcome(result.kind, detail + _record(run, target), attempt)
-        if result.kind == "permanent":
-            return outcome(FAILED, detail, attempt)
-        if attempt == run.attempts:
-            return outcome(FAILED, f"gave up after {attempt} attempts: {detail}", attempt)
-        delay = min(run.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
-        run.say(f"{target.slug}: attempt {attempt}/{run.attempts} failed (transient): {detail}; retry in {delay:g} s")
-        time.sleep(delay)
-    raise AssertionError("unreachable: the last attempt returns")
+        if result.kind == "transient":
+            raise _Transient(result)
+        return result
+
+    def again(r: Retrying) -> None:
+        detail = run.clean(str(r.error))
+        run.say(f"{target.slug}: attempt {r.failed}/{attempts} failed (transient): {detail}; retry in {r.delay:.1f} s")
+
+    try:
+        result = retry(
+            once,
+            policy=run.policy,
+            transient=lambda e: isinstance(e, _Transient),
+            on_retry=again,
+            sleep=run.sleep,
+            draw=run.draw,
+        )
+    except _Transient as exc:
+        return outcome(FAILED, f"gave up after {calls} attempts: {run.clean(str(exc))}", calls)
+    detail = run.clean(result.detail)
+    if result.ok:
+        return outcome(result.kind, detail + _record(run, target), calls)
+    return outcome(FAILED, detail, calls)
+
+
+class _Transient(Exception):
+    """A call another may not meet (its CLI said so, or it hung): the result rides along."""
+
+    def __init__(self, result: AdapterResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
 
 
 def _refusal(run: _Run, argv: list[str]) -> str | None:
@@ -192,7 +171,7 @@ def _refusal(run: _Run, argv: list[str]) -> str | None:
 def _call(run: _Run, target: Target) -> AdapterResult:
     argv = run.adapter.argv(target)
     try:
-        done = run_cli(argv, run.env, run.timeout_s)
+        done = run_bounded(argv, run.env, run.timeout_s)
     except OSError as exc:
         return AdapterResult("permanent", f"cannot run {argv[0]}: {exc.strerror or exc}")
     if done.returncode is None:

@@ -33,26 +33,17 @@ import docker.errors
 import pytest
 
 from generator import push as push_mod
+from generator.cli import main
+from generator.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError, CredentialSource
 from generator.dockerclient import connect
-from generator.errors import FleetError
 from generator.fleet import Fleet
-from generator.push import (
-    ENV_PASSWORD,
-    ENV_USERNAME,
-    CredentialsError,
-    PushCell,
-    PushResult,
-    credentials,
-    exit_status,
-    gate,
-    run_push,
-    scrub,
-    summary,
-    transient,
-)
-from generator.render import image_tag
+from generator.push import PushCell, PushResult, exit_status, gate, run_push, summary
+from generator.registry import transient, unreachable
+from generator.render import RenderedCell, image_tag
 from generator.results import write_record
 from generator.sandbox import services
+from generator.secrets import Scrubber
+from tests.standins import closed_port, silent_server, write_helper
 
 REGISTRY = "127.0.0.1:5000"
 TOKEN = f"push-test-{uuid.uuid4().hex[:8]}"
@@ -60,6 +51,12 @@ BASE = f"air-fleet/{TOKEN}-base:one-file"
 PROFILE = "sandbox"
 DAY = datetime.date(2026, 3, 7)
 SECRET = f"planted-secret-{uuid.uuid4().hex}"
+# Credentials of other services, by their shape alone: a JWT, a Databricks token, a URL's password.
+OTHER_SHAPES = ("c2lnbmF0dXJl", "dapi0123456789abcdef", "s3cr3tpw")
+OTHER_SECRETS = (
+    "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl pat dapi0123456789abcdef0123456789abcdef "
+    "mirror https://robot:s3cr3tpw@mirror.example.com/v2/"
+)
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -199,6 +196,9 @@ def test_transient_errors_are_told_from_final_ones() -> None:
         "Get http://x/v2/: dial tcp: i/o timeout",
         "502 Bad Gateway",
         "unexpected EOF",
+        # What the engine says of a registry that accepts and never answers (seen here, after ~25 s):
+        'Get "http://127.0.0.1:1/v2/": net/http: request canceled (Client.Timeout exceeded while awaiting headers)',
+        'Get "http://127.0.0.1:1/v2/": context deadline exceeded',
     ]:
         assert transient(message), message
     for message in [
@@ -208,29 +208,18 @@ def test_transient_errors_are_told_from_final_ones() -> None:
         "name unknown: repository name not known to registry",
         "manifest invalid",
     ]:
-        assert not transient(message), message
+        assert not transient(message) and not unreachable(message), message
     assert transient("whatever", 429) and not transient("whatever", 404)
+    assert unreachable('Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9: connect: connection refused')
+    assert not unreachable("received unexpected HTTP status: 503 Service Unavailable")  # an answer, if a no
 
 
 def test_scrub_hides_known_and_secret_looking_values() -> None:
-    text = scrub(
-        f'x {SECRET} {json.dumps(SECRET)} password=hunter2 "token": "abc.def" Authorization: Bearer eyJabcdef.g\nnext',
-        [SECRET],
+    text = Scrubber([SECRET]).line(
+        f'x {SECRET} {json.dumps(SECRET)} password=hunter2 "token": "abc.def" Authorization: Bearer eyJabcdef.g\nnext'
     )
     assert SECRET not in text and "hunter2" not in text and "abc.def" not in text and "eyJabcdef" not in text
     assert "\n" not in text and text.startswith("x ***")
-
-
-def test_credentials_come_from_the_environment_in_pairs(client: docker.DockerClient) -> None:
-    env = {ENV_USERNAME: "robot", ENV_PASSWORD: SECRET}
-    creds = credentials(client, f"{REGISTRY}/air-fleet/x", env)
-    assert creds.source == "environment" and creds.auth_config is not None
-    assert creds.auth_config["serveraddress"] == REGISTRY and SECRET in creds.secrets
-    assert SECRET not in repr(creds)
-    for half in ({ENV_USERNAME: "robot"}, {ENV_PASSWORD: SECRET}):
-        with pytest.raises(CredentialsError) as info:
-            credentials(client, f"{REGISTRY}/air-fleet/x", half)
-        assert SECRET not in str(info.value) and isinstance(info.value, FleetError)
 
 
 # -- pushing for real ------------------------------------------------------------------------------------
@@ -255,6 +244,11 @@ def test_push_two_cells_then_pull_them_by_digest(client: docker.DockerClient, re
     assert registry_tags(name) == sorted(t for r in out.values() for t in r.tags)
     assert exit_status(list(out.values())) == 0 and "2 pushed" in summary(list(out.values()))
     assert any("pushed" in line for line in progress.lines)
+    # Progress from the engine's push stream: per cell and tag, layers done of those seen, bytes, elapsed.
+    for c in (a, b):
+        shown = rf"^{c.slug}: {image_tag(c.slug, c.digest)}: (\d+)/(\d+) layers, [\d.]+ [kMG]?B pushed \(\d+ s\)$"
+        last = [m for m in (re.match(shown, line) for line in progress.lines) if m][-1]
+        assert last[1] == last[2] != "0", progress.lines
 
     # Pullable by digest: drop every local tag, pull <repository>@<repo digest>, get the same image back.
     for c in (a, b):
@@ -321,7 +315,7 @@ def test_cells_without_a_build_or_with_another_digest_or_a_stale_image_are_refus
 class Stub(http.server.ThreadingHTTPServer):
     """Forwards to the real registry, except: `fail` requests matching `matching` get `status`; with
     `basic` set, every request needs those credentials (a 401 challenge otherwise); `echo` puts the
-    credentials it got into its error message, as a careless registry might."""
+    credentials it got into its error message, as a careless registry might, and `says` more text."""
 
     daemon_threads = True
 
@@ -333,10 +327,11 @@ class Stub(http.server.ThreadingHTTPServer):
         status: int = 503,
         basic: tuple[str, str] | None = None,
         echo: bool = False,
+        says: str = "",
     ) -> None:
         super().__init__(("127.0.0.1", 0), _StubHandler)
         self.fail, self.matching, self.status = fail, re.compile(matching), status
-        self.basic, self.echo = basic, echo
+        self.basic, self.echo, self.says = basic, echo, says
         self.failed = 0
         self.seen: list[str] = []
         self.lock = threading.Lock()
@@ -395,7 +390,7 @@ class _StubHandler(http.server.BaseHTTPRequestHandler):
         if inject:
             decoded = base64.b64decode(given.removeprefix("Basic ")).decode() if given else ""
             extra = f" for {decoded} ({given})" if stub.echo else ""
-            self._reply(stub.status, f"stub says no{extra}")
+            self._reply(stub.status, f"stub says no{extra}{stub.says}")
             return
         upstream = http.client.HTTPConnection(REGISTRY, timeout=30)
         skip = {"transfer-encoding", "content-length", "connection", "authorization"}
@@ -443,9 +438,9 @@ def test_transient_registry_errors_are_retried_with_backoff(
     c = cell(client, results, f"{flaky.address}/{name}", "flaky")
     sleeps: list[float] = []
     progress = Lines()
-    r = run([c], client, results, backoff_s=0.01, sleep=sleeps.append, progress=progress)[c.slug]
+    r = run([c], client, results, backoff_s=0.01, sleep=sleeps.append, draw=lambda: 0.0, progress=progress)[c.slug]
     assert r.status == "pushed" and r.attempts == 3, r
-    assert sleeps == [0.01, 0.02]  # exponential
+    assert sleeps == [0.01, 0.02]  # exponential (the jitter drew 0 here: it only ever shortens a wait)
     assert flaky.failed == 2 and sum("503" in line for line in progress.lines) == 2
     assert registry_tags(name) == sorted(r.tags)  # through the stub, into the real registry
     assert push_record(results, c.slug)["attempts"] == 3
@@ -485,8 +480,9 @@ def test_a_planted_secret_never_reaches_logs_results_or_errors(
     r = run([ok], client, results, progress=progress)[ok.slug]
     assert r.status == "pushed", r
     assert registry_tags(name) == sorted(r.tags)
-    # The same registry, careless: its error message repeats the credentials it was sent.
-    careless = start(stub, basic=("robot", SECRET), fail=100, status=403, echo=True)
+    # The same registry, careless: its error message repeats the credentials it was sent, and tokens of
+    # other services (a JWT, a Databricks token, a URL with a password) that no value list holds.
+    careless = start(stub, basic=("robot", SECRET), fail=100, status=403, echo=True, says=f" {OTHER_SECRETS}")
     leaky = cell(client, results, f"{careless.address}/{name}-echo", "echoed")
     r = run([leaky], client, results, progress=progress)[leaky.slug]
     assert r.status == "failed" and "stub says no for" in (r.reason or "") and "***" in (r.reason or ""), r
@@ -507,38 +503,85 @@ def test_a_planted_secret_never_reaches_logs_results_or_errors(
     assert len(texts) > 5
     for text in texts:
         assert SECRET not in text and encoded not in text
+        assert not any(shape in text for shape in OTHER_SHAPES), text
 
 
-def test_credentials_from_the_docker_config(
-    client: docker.DockerClient, results: Path, stub: list[Stub], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_credentials_from_the_docker_config_and_its_helpers(
+    client: docker.DockerClient, results: Path, stub: list[Stub], tmp_path: Path
 ) -> None:
+    """The engine gets the credentials `generator.credentials` found, explicitly: a client made before
+    the config existed (so the SDK never read it) pushes with them all the same."""
     guarded = start(stub, basic=("cfg-robot", SECRET))
     config = tmp_path / "docker-config"
     config.mkdir()
     auth = base64.b64encode(f"cfg-robot:{SECRET}".encode()).decode()
     (config / "config.json").write_text(json.dumps({"auths": {guarded.address: {"auth": auth}}}))
-    monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    monkeypatch.delenv(ENV_USERNAME, raising=False)
-    monkeypatch.delenv(ENV_PASSWORD, raising=False)
-    configured = docker.from_env()  # the SDK reads the Docker config when a client is made
-    try:
-        repository = f"{guarded.address}/air-fleet/{TOKEN}-config"
-        creds = credentials(configured, repository)
-        assert creds.source == "docker config" and creds.auth_config is None and SECRET in creds.secrets
-        c = cell(client, results, repository, "configured")
-        progress = Lines()
-        r = run([c], configured, results, progress=progress)[c.slug]
-        assert r.status == "pushed", r
-        assert all(SECRET not in line for line in progress.lines)
-    finally:
-        configured.close()
+    repository = f"{guarded.address}/air-fleet/{TOKEN}-config"
+    source = CredentialSource({"DOCKER_CONFIG": str(config)})
+    assert source.for_ref(repository).source == "docker config" and source.scrubber.leaks(SECRET)
+    c = cell(client, results, repository, "configured")
+    progress = Lines()
+    r = run([c], client, results, progress=progress, source=source)[c.slug]
+    assert r.status == "pushed", r
+    assert registry_tags(f"air-fleet/{TOKEN}-config") == sorted(r.tags)
+
+    # A credential helper (ECR's and ACR's way): asked with `docker-credential-<name> get`.
+    write_helper(tmp_path / "bin", "fleet-push", {"Username": "cfg-robot", "Secret": SECRET})
+    (config / "config.json").write_text(json.dumps({"credHelpers": {guarded.address: "fleet-push"}}))
+    env = {"DOCKER_CONFIG": str(config), "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    helped = cell(client, results, repository, "helped")
+    r = run([helped], client, results, progress=progress, source=CredentialSource(env))[helped.slug]
+    assert r.status == "pushed", r
+    assert (tmp_path / "bin" / "fleet-push.asked").read_text().split() == [guarded.address]
+    assert all(SECRET not in line for line in progress.lines)
 
 
-def test_run_push_takes_rendered_cells(
-    client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_broken_credential_helper_stops_the_push_before_anything_moves(
+    client: docker.DockerClient, results: Path, stub: list[Stub], tmp_path: Path
 ) -> None:
-    """The CLI's entry point: rendered cells of a real matrix, today's UTC date, the run lock, the records."""
-    name = f"air-fleet/{TOKEN}-cli"
+    """Not "no credentials": a push without them would fail far from the cause, its secrets unknown."""
+    guarded = start(stub, basic=("cfg-robot", SECRET))
+    write_helper(tmp_path / "bin", "broken-push", {}, exit_status=1)
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "broken-push"}))
+    env = {"DOCKER_CONFIG": str(tmp_path), "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    c = cell(client, results, f"{guarded.address}/air-fleet/{TOKEN}-broken-helper", "broken-helper")
+    with pytest.raises(CredentialsError, match=r"docker-credential-broken-push failed for 127\.0\.0\.1:\d+"):
+        run([c], client, results, source=CredentialSource(env))
+    assert guarded.seen == [] and not (results / PROFILE / "push").exists()
+
+
+def test_a_registry_that_is_down_fails_the_push_with_exit_status_2(client: docker.DockerClient, results: Path) -> None:
+    """A refused connection is retried; then that registry is unreachable: the other cells there are not
+    tried again, the records say so, and the run's exit status is 2 (a service that cannot be reached)."""
+    with closed_port() as address:
+        a = cell(client, results, f"{address}/air-fleet/{TOKEN}-down", "down-a")
+        b = cell(client, results, f"{address}/air-fleet/{TOKEN}-down", "down-b")
+        sleeps: list[float] = []
+        out = run([a, b], client, results, attempts=3, backoff_s=0.01, sleep=sleeps.append)
+    first, second = out[a.slug], out[b.slug]
+    assert first.status == "failed" and first.attempts == 3 and len(sleeps) == 2, first
+    assert "connection refused" in (first.reason or "") and first.unreachable == address
+    assert second.status == "failed" and second.attempts == 0 and "not tried" in (second.reason or "")
+    assert second.unreachable == address and push_record(results, b.slug)["unreachable"] == address
+    assert exit_status([first, second]) == 2 and f"could not reach {address}" in summary([first, second])
+
+
+def test_a_registry_that_never_answers_is_retried_then_unreachable(client: docker.DockerClient, results: Path) -> None:
+    """A real socket that accepts and never answers: the engine gives up on each try after ~25 s
+    ("Client.Timeout exceeded while awaiting headers"), a timeout worth another try, then exit status 2."""
+    with silent_server() as (address, accepted):
+        c = cell(client, results, f"{address}/air-fleet/{TOKEN}-silent", "silent")
+        progress = Lines()
+        r = run([c], client, results, attempts=2, backoff_s=0.01, progress=progress)[c.slug]
+        assert r.status == "failed" and r.attempts == 2 and r.unreachable == address, r
+        assert "after 2 tries" in (r.reason or "") and len(accepted) >= 2  # the engine came back for a second try
+    assert any("try 2/2" in line for line in progress.lines) and exit_status([r]) == 2
+
+
+def built_and_probed(
+    client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, probe: str
+) -> tuple[Path, RenderedCell, Path]:
+    """A one-cell matrix pushing to `name`, its image built and its records written: (matrix, cell, results)."""
     matrix = tmp_path / "matrix.yaml"
     matrix.write_text(
         "schema: 1\n"
@@ -551,14 +594,35 @@ def test_run_push_takes_rendered_cells(
     monkeypatch.setenv("AIR_FLEET_RESULTS", str(results))
     monkeypatch.setenv("AIR_FLEET_STATE", str(tmp_path / "state"))
     make_image(client, rendered.ref, rendered.digest)
-    for step in ("build", "probe"):
+    for step, status in (("build", "built"), ("probe", probe)):
         write_record(
             results / "default" / step / f"{rendered.cell.slug}.json",
-            {"slug": rendered.cell.slug, "digest": rendered.digest, "status": "built" if step == "build" else "WARN"},
+            {"slug": rendered.cell.slug, "digest": rendered.digest, "status": status},
         )
+    return matrix, rendered, results
+
+
+def test_run_push_takes_rendered_cells(
+    client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's entry point: rendered cells of a real matrix, today's UTC date, the run lock, the records."""
+    name = f"air-fleet/{TOKEN}-cli"
+    _, rendered, results = built_and_probed(client, tmp_path, monkeypatch, name, "WARN")
     progress = Lines()
     (r,) = run_push("default", [rendered], atomic=True, progress=progress)
     today = datetime.datetime.now(datetime.UTC).date()
     assert r.status == "pushed" and r.tags == [rendered.tag, rendered.cell.slug, f"{rendered.cell.slug}-{today:%Y%m%d}"]
     assert registry_tags(name) == sorted(r.tags)
     assert (results / "default" / "push" / f"{rendered.cell.slug}.json").exists()
+
+
+def test_push_json_prints_the_records_and_keeps_progress_on_stderr(
+    client: docker.DockerClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    matrix, rendered, _ = built_and_probed(client, tmp_path, monkeypatch, f"air-fleet/{TOKEN}-json", "OK")
+    assert main(["--matrix", str(matrix), "push", "--atomic", "--json"]) == 0
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    (record,) = data["results"]
+    assert data["profile"] == "default" and record["status"] == "pushed" and record["unreachable"] is None
+    assert record["tags"][0] == rendered.tag and "layers" in err and "pushed" in err
