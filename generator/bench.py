@@ -21,7 +21,7 @@ import yaml
 from docker import DockerClient
 
 from generator.errors import FleetError
-from generator.payloadrun import Payload, parse_answer, run_payload
+from generator.payloadrun import Payload, run_payload
 from generator.results import mapping, record_path, write_record
 
 STEP = "bench"
@@ -219,11 +219,6 @@ def run_bench(
         labels={"air-fleet.bench": image_ref},
         shm_size=SHM_SIZE,
     )
-
-
-def parse_output(image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
-    """The payload's JSON object: the last non-empty stdout line (anything before it is noise)."""
-    return parse_answer(_BENCH, image_ref, exit_status, stdout, stderr)
 
 
 # -- records ---------------------------------------------------------------------------------------------------

@@ -206,7 +206,6 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         include=include,
         overrides=overrides,
         host_drivers=tuple(sorted(host_drivers.items())),
-        stacks_origin=r.origin(("stacks",)),
         python_origin=r.origin(("python",)) if "python" in top else None,
         host_driver_origins=tuple(driver_origins),
         ca_certificates=ca_certificates,
