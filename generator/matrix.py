@@ -30,6 +30,7 @@ from generator.model import (
     Selector,
     TorchRow,
 )
+from generator.userfiles import read_bounded
 from generator.yamlsource import KeyPath, Located, format_path, load_yaml
 
 SCHEMA_VERSION = 1
@@ -225,7 +226,7 @@ def _ca_certificates(r: _Reader, value: Any) -> tuple[str, ...]:
         path_key: KeyPath = ("extra_ca_certificates", i)
         path = (r.doc.file.parent / r.string(item, path_key)).resolve()
         try:
-            text = path.read_text(encoding="ascii")
+            text = read_bounded(path).decode("ascii")  # not /dev/zero, a FIFO, a 1 GiB file
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not ASCII PEM text"
             raise r.fail(path_key, f"cannot read a PEM file at {path}: {why}") from None

@@ -12,13 +12,16 @@ from generator import paths
 from generator.commands import selected
 from generator.fleet import Fleet
 from generator.registration import Ledger
+from generator.userfiles import read_bounded
+
+PREVIOUS_MAX_BYTES = 64 << 20  # a published page of a thousand cells is a few MiB
 
 
 def _read_previous(path: Path) -> dict[str, Any]:
     from generator.catalogue import CatalogueError
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, PREVIOUS_MAX_BYTES))  # not /dev/zero, a FIFO
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read the previous page: {exc.strerror}") from None
     except ValueError as exc:
