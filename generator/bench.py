@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from docker import DockerClient
 
+from generator.clock import utc_stamp
 from generator.errors import FleetError
 from generator.payloadrun import Payload, run_payload
 from generator.results import mapping, record_path, write_record
@@ -237,7 +238,7 @@ class BenchResult:
     error: str | None = None
     seconds: float = 0.0
     bench_sha256: str = field(default_factory=payload_sha256)
-    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished_at: str = field(default_factory=utc_stamp)
 
     def record(self) -> dict[str, Any]:
         """results/<profile>/bench/<slug>.json: the payload's object as printed, and the compared rows."""

@@ -22,6 +22,7 @@ from typing import Any
 import docker.errors
 from docker import DockerClient
 
+from generator.clock import utc_stamp
 from generator.progress import Progress
 from generator.render import RenderedCell
 from generator.results import record_path, write_record
@@ -48,7 +49,7 @@ class BuildResult:
     error: str | None = None
     log_tail: str | None = None  # failed builds: the last lines of the log, for the summary
     build_started: bool = False
-    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished_at: str = field(default_factory=utc_stamp)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,6 +41,7 @@ import requests.exceptions
 from docker import DockerClient
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.errors import FleetError
 from generator.progress import to_stderr
 from generator.render import RenderedCell
@@ -475,7 +476,7 @@ class _Pusher:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_stamp()
 
 
 # -- the CLI's step ---------------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.commands import selected
 from generator.fleet import Fleet
 from generator.registration import Ledger
@@ -38,7 +38,7 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     profile = fleet.profile.name
     out = args.out if args.out is not None else paths.results_dir() / profile / "site"
     records = Records(paths.results_dir(), profile, Ledger.folder())
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = utc_stamp()
     data = catalogue(selected(fleet, args.cells), records, generated_at=stamp)
     if args.previous is not None:
         data = carry_forward(data, _read_previous(args.previous))

@@ -31,6 +31,7 @@ import docker.errors
 import yaml
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.errors import FleetError
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -489,7 +490,7 @@ def _install(service: str, package: str, files: _Files, progress: Progress) -> N
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in commands:
         with _append_private(files.apt_log) as log:
-            log.write(f"--- {_now()} {' '.join(argv)}\n".encode())
+            log.write(f"--- {utc_stamp()} {' '.join(argv)}\n".encode())
             log.flush()
             code = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -535,7 +536,7 @@ def _spawn(argv: list[str], log_path: Path, pidfile: Path, env: dict[str, str] |
     """Start `argv` detached (new session, so a closing terminal or make does not take it down)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with _append_private(log_path) as log:
-        log.write(f"--- {_now()} air-fleet sandbox: {' '.join(argv)}\n".encode())
+        log.write(f"--- {utc_stamp()} air-fleet sandbox: {' '.join(argv)}\n".encode())
         log.flush()
         try:
             child = subprocess.Popen(
@@ -689,7 +690,3 @@ def _gist(log: Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().split("\n")[0]
     return text[:200] if text else type(exc).__name__
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
