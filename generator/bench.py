@@ -245,6 +245,18 @@ class BenchResult:
         return asdict(self)
 
 
+def report(result: BenchResult) -> str:
+    """What `bench` prints for one cell: a heading and the table when the payload measured, else one line.
+
+    Without a GPU (or when the benchmark could not run) every row is a dash with the same note: a table of
+    dashes per cell said nothing the one line does not.
+    """
+    if result.status == "measured":
+        return f"# {result.slug}: measured\n\n{table(result.rows)}"
+    why = result.error or (result.rows[0].note if result.rows else "nothing measured")
+    return f"{result.slug}: {why}"
+
+
 def bench_image(
     client: DockerClient,
     slug: str,
