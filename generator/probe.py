@@ -547,7 +547,7 @@ def probe_cells(
         result = probe_image(
             client, rendered.cell, rendered.ref, rendered.digest, fleet.facts, gpus=use_gpus, timeout=timeout
         )
-        write_record(record_path(results_dir, fleet.profile.name, STEP, rendered.cell.slug), result.record())
+        write_record(record_path(results_dir, fleet.profile.records, STEP, rendered.cell.slug), result.record())
         out.append(result)
     return out
 

@@ -8,7 +8,9 @@ read by the matrix's strict loader (generator/yamlsource.py): a misspelt or unkn
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,17 @@ KEYS = {"description": True, "matrix": True, "lock": True, "images": True, "torc
 
 @dataclass(frozen=True)
 class Profile:
+    """A profile as loaded, with the matrix a run uses (its own, or the one `--matrix` names).
+
+    `records` is the folder under results/ that holds this fleet's records (build, probe, bench, push,
+    register, the page): the profile's name for its own matrix, `<name>/matrices/<stem>-<hash>` for another
+    one. Another matrix has other cells under the same slugs: written into the profile's folder, its records
+    replaced the real fleet's, whose push gate and page then saw another build's record and called their own
+    cell unbuilt or stale.
+    The hash is of the matrix file's absolute path, so the same file keeps its folder when it is edited (each
+    record carries its cell's content digest: an edit makes records stale, never wrong).
+    """
+
     name: str
     description: str
     matrix: Path
@@ -33,6 +46,7 @@ class Profile:
     lock: Path
     torch_from: str  # index: pip installs torch from the index in the build; wheelhouse: a fetched, COPY'd wheel
     knowledge_overlay: str | None  # JSON of {knowledge file: fragment}, the cache key of facts.knowledge()
+    records: str  # results/<records>/<step>/<slug>.json
 
 
 def available() -> list[str]:
@@ -40,19 +54,28 @@ def available() -> list[str]:
 
 
 def load_profile(name: str, matrix: Path | None = None) -> Profile:
-    """The named profile; `matrix` (from --matrix) replaces its matrix, images/ and lock sit beside it."""
+    """The named profile; `matrix` (from --matrix) replaces its matrix, images/ and lock sit beside it, and
+    its records go to their own folder (see Profile). `matrix` naming the profile's own file changes nothing."""
     if name == "default":
         path = matrix or Path("matrix.yaml")
         return Profile(
-            "default", "the real fleet", path, path.parent / "images", path.parent / "wheels.lock.json", "index", None
+            "default",
+            "the real fleet",
+            path,
+            path.parent / "images",
+            path.parent / "wheels.lock.json",
+            "index",
+            None,
+            _records(name, path, Path("matrix.yaml")),
         )
     file = PROFILES_DIR / f"{name}.yaml"
     if name not in available():
         raise MatrixError(f"unknown profile {name!r} (available: {', '.join(available())})")
     data = _read(file)
     torch_from = data.get("torch_from", "index")
-    own_matrix = matrix is None
-    path = matrix or PROFILES_DIR / data["matrix"]
+    own = PROFILES_DIR / data["matrix"]
+    path = matrix or own
+    own_matrix = _same_file(path, own)
     return Profile(
         name=name,
         description=str(data["description"]),
@@ -61,7 +84,21 @@ def load_profile(name: str, matrix: Path | None = None) -> Profile:
         lock=PROFILES_DIR / data["lock"] if own_matrix else path.parent / "wheels.lock.json",
         torch_from=torch_from,
         knowledge_overlay=json.dumps(data.get("knowledge", {}), sort_keys=True),
+        records=_records(name, path, own),
     )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _records(name: str, matrix: Path, own: Path) -> str:
+    """The records folder of profile `name` run on `matrix` (see Profile)."""
+    if _same_file(matrix, own):
+        return name
+    where = matrix.resolve()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", where.stem).strip("-") or "matrix"  # a folder name, never `..`
+    return f"{name}/matrices/{stem}-{hashlib.sha256(str(where).encode()).hexdigest()[:12]}"
 
 
 def _read(file: Path) -> dict[str, Any]:

@@ -208,6 +208,9 @@ def test_bench_without_a_gpu_prints_one_line_per_cell(
     assert verify.cmd_bench(fleet, args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"{c.slug}: no GPU: nothing measured (torch sees no CUDA device)" for c in fleet.cells]
+    # Another matrix than ./matrix.yaml: its records sit apart from the real fleet's (see Profile.records).
+    written = sorted(p.stem for p in (tmp_path / "results" / fleet.profile.records / "bench").iterdir())
+    assert fleet.profile.records != "default" and written == sorted(c.slug for c in fleet.cells)
 
 
 def test_a_measured_cell_still_gets_its_table() -> None:

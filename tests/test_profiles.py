@@ -1,8 +1,12 @@
-"""Profiles: read by the matrix's strict loader, so a misspelt key is a one-line error, never a default."""
+"""Profiles: read by the matrix's strict loader (a misspelt key is a one-line error, never a default), and
+where a fleet's records go: another matrix (--matrix) never writes over the real fleet's."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import pytest
 from generator import profiles
 from generator.errors import MatrixError
 from generator.profiles import load_profile
+from tests.conftest import MINIMAL, ROOT, WriteMatrix
 
 SANDBOX = profiles.PROFILES_DIR / "sandbox.yaml"
 
@@ -78,3 +83,45 @@ def test_a_profile_without_knowledge_has_an_empty_overlay(profile_dir: Path) -> 
     text = path.read_text()
     path.write_text(text[: text.index("# Facts that differ")])
     assert load_profile("trial").knowledge_overlay == "{}"
+
+
+# --- whose records: the real fleet's, or another matrix's ------------------------------------------------------
+
+
+def test_the_profiles_own_matrix_keeps_the_profiles_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert load_profile("default").records == "default"
+    assert load_profile("default", Path("matrix.yaml")).records == "default"
+    assert load_profile("default", ROOT / "matrix.yaml").records == "default"
+    assert load_profile("sandbox").records == "sandbox"
+    own = load_profile("sandbox", profiles.PROFILES_DIR / "sandbox.matrix.yaml")
+    assert own.records == "sandbox" and own.images == load_profile("sandbox").images
+
+
+def test_another_matrix_gets_a_records_folder_of_its_own(tmp_path: Path) -> None:
+    """--matrix FILE wrote into results/<profile>/ and overwrote the real fleet's records of the same slug."""
+    first, second = tmp_path / "a" / "matrix.yaml", tmp_path / "b" / "matrix.yaml"
+    for path in (first, second):
+        path.parent.mkdir()
+        path.write_text(MINIMAL)
+    one, two = load_profile("sandbox", first).records, load_profile("sandbox", second).records
+    assert one.startswith("sandbox/matrices/matrix-") and two.startswith("sandbox/matrices/matrix-") and one != two
+    assert load_profile("default", first).records.startswith("default/matrices/matrix-")
+    assert load_profile("sandbox", first).records == one  # stable: the same file, the same folder
+    odd = tmp_path / "..weird name!.yaml"
+    odd.write_text(MINIMAL)
+    assert load_profile("sandbox", odd).records.startswith("sandbox/matrices/weird-name-")
+
+
+def test_publish_of_another_matrix_leaves_the_real_fleets_page_alone(write_matrix: WriteMatrix, tmp_path: Path) -> None:
+    matrix = write_matrix(MINIMAL)
+    results = tmp_path / "results"
+    real_page = results / "default" / "site" / "index.html"
+    real_page.parent.mkdir(parents=True)
+    real_page.write_text("the real fleet's page\n")
+    env = {**os.environ, "AIR_FLEET_RESULTS": str(results), "AIR_FLEET_STATE": str(tmp_path / "state")}
+    argv = [sys.executable, "-m", "generator", "--matrix", str(matrix), "publish"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert real_page.read_text() == "the real fleet's page\n"
+    assert (results / load_profile("default", matrix).records / "site" / "index.html").is_file()

@@ -35,7 +35,7 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.catalogue import Records, carry_forward, catalogue
     from generator.publish import write_site
 
-    profile = fleet.profile.name
+    profile = fleet.profile.records
     out = args.out if args.out is not None else paths.results_dir() / profile / "site"
     records = Records(paths.results_dir(), profile, Ledger.folder())
     stamp = utc_stamp()

@@ -45,7 +45,7 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
             reference=reference,
             python=r.cell.python_path,
         )
-        write_bench_record(paths.results_dir(), fleet.profile.name, result)
+        write_bench_record(paths.results_dir(), fleet.profile.records, result)
         results.append(result)
     if args.json:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
