@@ -291,10 +291,11 @@ def build_with_builder(
 ) -> tuple[Phase, list[BuildResult], list[RenderedCell]]:
     """The CLI's `build` in-process: load, render, generate, build. Timed from loading the matrix."""
     os.environ["AIR_FLEET_RESULTS"] = str(results)  # read by run_build for records and logs
-    total = len(load(matrix).cells)
+    loaded = load(matrix)
+    total = len(loaded.cells)
     say(f"{name}: run_build -j {jobs} ...")
     started = time.perf_counter()
-    with watch(results / "sandbox" / "build", total):
+    with watch(results / loaded.profile.records / "build", total):  # another matrix: its own records folder
         fleet = load(matrix)
         everything = fleet.render()
         out = run_build(fleet, everything, everything, jobs=jobs, wait=False, quiet=not verbose)

@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 from docker import DockerClient
 
+from generator.clock import utc_stamp
 from generator.errors import FleetError
-from generator.payloadrun import Payload, parse_answer, run_payload
+from generator.payloadrun import Payload, run_payload
 from generator.results import mapping, record_path, write_record
 
 STEP = "bench"
@@ -221,11 +222,6 @@ def run_bench(
     )
 
 
-def parse_output(image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
-    """The payload's JSON object: the last non-empty stdout line (anything before it is noise)."""
-    return parse_answer(_BENCH, image_ref, exit_status, stdout, stderr)
-
-
 # -- records ---------------------------------------------------------------------------------------------------
 
 
@@ -242,11 +238,23 @@ class BenchResult:
     error: str | None = None
     seconds: float = 0.0
     bench_sha256: str = field(default_factory=payload_sha256)
-    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished_at: str = field(default_factory=utc_stamp)
 
     def record(self) -> dict[str, Any]:
         """results/<profile>/bench/<slug>.json: the payload's object as printed, and the compared rows."""
         return asdict(self)
+
+
+def report(result: BenchResult) -> str:
+    """What `bench` prints for one cell: a heading and the table when the payload measured, else one line.
+
+    Without a GPU (or when the benchmark could not run) every row is a dash with the same note: a table of
+    dashes per cell said nothing the one line does not.
+    """
+    if result.status == "measured":
+        return f"# {result.slug}: measured\n\n{table(result.rows)}"
+    why = result.error or (result.rows[0].note if result.rows else "nothing measured")
+    return f"{result.slug}: {why}"
 
 
 def bench_image(

@@ -26,6 +26,7 @@ from typing import Any
 import docker.errors
 from docker import DockerClient
 
+from generator.clock import utc_stamp
 from generator.credentials import CredentialsError, CredentialSource
 from generator.errors import FleetError
 from generator.progress import Progress
@@ -59,7 +60,7 @@ class BuildResult:
     error: str | None = None
     log_tail: str | None = None  # failed builds: the last lines of the log, for the summary
     build_started: bool = False
-    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished_at: str = field(default_factory=utc_stamp)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)

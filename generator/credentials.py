@@ -33,6 +33,7 @@ from typing import Any
 from generator.childproc import run_bounded
 from generator.errors import FleetError
 from generator.secrets import Scrubber, secret_env_values
+from generator.userfiles import read_bounded
 
 ENV_USERNAME = "AIR_FLEET_REGISTRY_USERNAME"
 ENV_PASSWORD = "AIR_FLEET_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -112,9 +113,8 @@ def read_config(env: Mapping[str, str]) -> dict[str, Any]:
     if path is None or not path.exists():
         return {}
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise CredentialsError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes: not a Docker config")
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        # Bounded whatever the file is (st_size says 0 for a device or a FIFO): see generator/userfiles.py.
+        doc = json.loads(read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except OSError as exc:
         raise CredentialsError(f"cannot read the Docker config {path}: {exc.strerror or exc}") from None
     except ValueError as exc:

@@ -31,6 +31,7 @@ from generator.model import (
     Selector,
     TorchRow,
 )
+from generator.userfiles import read_bounded
 from generator.yamlsource import KeyPath, Located, format_path, load_yaml
 
 # The keys come from the one schema definition, which also makes docs/matrix.schema.json for editors.
@@ -190,7 +191,6 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         include=include,
         overrides=overrides,
         host_drivers=tuple(sorted(host_drivers.items())),
-        stacks_origin=r.origin(("stacks",)),
         python_origin=r.origin(("python",)) if "python" in top else None,
         host_driver_origins=tuple(driver_origins),
         ca_certificates=ca_certificates,
@@ -210,7 +210,7 @@ def _ca_certificates(r: _Reader, value: Any) -> tuple[str, ...]:
         path_key: KeyPath = ("extra_ca_certificates", i)
         path = (r.doc.file.parent / r.string(item, path_key)).resolve()
         try:
-            text = path.read_text(encoding="ascii")
+            text = read_bounded(path).decode("ascii")  # not /dev/zero, a FIFO, a 1 GiB file
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not ASCII PEM text"
             raise r.fail(path_key, f"cannot read a PEM file at {path}: {why}") from None

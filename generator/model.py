@@ -108,7 +108,6 @@ class Matrix:
     include: tuple[Include, ...]
     overrides: tuple[Override, ...]
     host_drivers: tuple[tuple[str, str], ...]
-    stacks_origin: Origin
     python_origin: Origin | None = None  # where `python:` was written (None: the default)
     host_driver_origins: tuple[tuple[str, Origin], ...] = ()  # clouds whose driver the matrix overrides
     # Extra CA certificates (one PEM certificate each) for builds behind a TLS-intercepting proxy.

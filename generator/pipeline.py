@@ -120,8 +120,8 @@ def run_build(
             progress.note(f"generate: {written} files written under {out}")
         client = connect()
         buildable = [r for r in selected if r.status != FAIL]
-        refused = [_refused(r, fleet.profile.name, results_dir) for r in selected if r.status == FAIL]
-        builder = Builder(client, out, results_dir, fleet.profile.name, stage_cell, progress, jobs=jobs)
+        refused = [_refused(r, fleet.profile.records, results_dir) for r in selected if r.status == FAIL]
+        builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs)
         built = builder.run(buildable)
     by_slug = {r.slug: r for r in [*built, *refused]}
     return [by_slug[r.cell.slug] for r in selected if r.cell.slug in by_slug]

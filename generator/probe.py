@@ -27,6 +27,7 @@ from docker import DockerClient
 from packaging.version import InvalidVersion, Version
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.compat import FAIL, NA, OK, WARN, Check, needs_efa_block, needs_ib_block, network_fabrics, worst
 from generator.errors import FleetError
 from generator.facts import Knowledge, minor
@@ -468,7 +469,7 @@ class ProbeResult:
     error: str | None = None
     seconds: float = 0.0
     probe_sha256: str = field(default_factory=payload_sha256)
-    finished_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    finished_at: str = field(default_factory=utc_stamp)
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
@@ -548,7 +549,7 @@ def probe_cells(
         result = probe_image(
             client, rendered.cell, rendered.ref, rendered.digest, fleet.facts, gpus=use_gpus, timeout=timeout
         )
-        write_record(record_path(results_dir, fleet.profile.name, STEP, rendered.cell.slug), result.record())
+        write_record(record_path(results_dir, fleet.profile.records, STEP, rendered.cell.slug), result.record())
         out.append(result)
     return out
 

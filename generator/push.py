@@ -45,6 +45,7 @@ import requests.exceptions
 from docker import DockerClient
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.credentials import CredentialSource, registry_of
 from generator.progress import to_stderr
 from generator.registry import transient, unreachable
@@ -472,7 +473,7 @@ def _bytes(n: int) -> str:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_stamp()
 
 
 # -- the CLI's step ---------------------------------------------------------------------------------------

@@ -10,12 +10,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.errors import FleetError
 
 
@@ -46,7 +46,7 @@ def hold(path: Path, what: str, *, wait: bool = True, progress: Callable[[str], 
             fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
         fh.truncate()
-        fh.write(json.dumps({"pid": os.getpid(), "what": what, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
+        fh.write(json.dumps({"pid": os.getpid(), "what": what, "since": utc_stamp()}))
         fh.flush()
         try:
             yield

@@ -39,6 +39,7 @@ from generator.atomic import write_if_changed
 from generator.errors import FleetError
 from generator.model import Artifact
 from generator.retry import Policy, retry
+from generator.userfiles import read_bounded
 
 _T = TypeVar("_T")
 
@@ -49,6 +50,7 @@ CHUNK = 1 << 20  # 1 MiB: large enough to stream a 2 GB torch wheel quickly, sma
 TIMEOUT_S = 60.0  # per socket operation, not per file: a slow but steady download is fine
 ATTEMPTS = 4  # tries per download; transient failures (5xx, 429, resets, timeouts) are retried
 BACKOFF_S = 0.5  # first wait between tries, doubled each time, less a random part (generator.retry)
+LOCK_MAX_BYTES = 16 << 20  # a lock of thousands of files is a few MiB
 PIP_TIMEOUT_S = 1800  # a whole pip resolution; pip has its own per-request timeout
 # Statuses worth another try: the server or a proxy is busy or restarting, not "this file is wrong".
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -574,7 +576,8 @@ def _same(a: Path, b: Path) -> bool:
 def read_lock(path: Path) -> dict[str, Locked]:
     """The entries of a lock file written by `write_lock`, each checked (a lock is input like the matrix)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        # A lock sits beside `--matrix`, so it is a file the user names: read it bounded (userfiles.py).
+        data = json.loads(read_bounded(path, LOCK_MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         raise WheelhouseError(f"{path}: no lock file; run `python -m generator lock`") from None
     except (OSError, ValueError) as exc:

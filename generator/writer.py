@@ -2,17 +2,20 @@
 
 A file is written only when its bytes change (temp file + rename, so readers never see half a file and
 unchanged mtimes keep Make quiet). Directories of cells that left the matrix are removed; directories
-the generator did not make are never touched.
+the generator did not make are never touched. A run killed by SIGKILL leaves its temp file behind
+(`.Dockerfile.k2x_8qzp.tmp`): the next run removes such strays, and `--check` reports them as stale. Only
+names that match write_atomic's temp pattern for a file the generator writes in that directory count.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.atomic import write_atomic
+from generator.atomic import temp_target, write_atomic
 from generator.render import HEADER
 
 STAGED_DIRS = ("wheels",)  # filled by fetch, ignored by git: never "stale"
@@ -22,7 +25,7 @@ STAGED_DIRS = ("wheels",)  # filled by fetch, ignored by git: never "stale"
 class Change:
     action: str  # write | remove
     path: Path
-    reason: str  # new | changed | cell left the matrix | no longer generated
+    reason: str  # new | changed | cell left the matrix | no longer generated | left by a killed run
 
     def __str__(self) -> str:
         return f"{self.action:6} {self.path}  ({self.reason})"
@@ -56,6 +59,7 @@ def plan(out: Path, desired: dict[str, bytes]) -> list[Change]:
         if current != data:
             changes.append(Change("write", path, "changed"))
     cell_dirs = {rel.split("/", 1)[0] for rel in desired if "/" in rel}
+    ours = set(desired)  # files this or an earlier run writes: their temp files are strays of ours
     if out.is_dir():
         for child in sorted(out.iterdir()):
             if not child.is_dir():
@@ -68,9 +72,26 @@ def plan(out: Path, desired: dict[str, bytes]) -> list[Change]:
                 continue
             for name in previous:
                 rel = f"{child.name}/{name}"
+                ours.add(rel)
                 if rel not in desired and name.split("/", 1)[0] not in STAGED_DIRS and (child / name).is_file():
                     changes.append(Change("remove", child / name, "no longer generated"))
-    return changes
+    return changes + _strays(out, ours)
+
+
+def _strays(out: Path, ours: set[str]) -> list[Change]:
+    """Temp files a killed run left beside the files in `ours` (paths relative to `out`)."""
+    names: dict[Path, set[str]] = {}
+    for rel in ours:
+        path = out / rel
+        names.setdefault(path.parent, set()).add(path.name)
+    found = []
+    for folder, files in names.items():
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        found += [Path(e.path) for e in entries if temp_target(e.name) in files and e.is_file(follow_symlinks=False)]
+    return [Change("remove", path, "left by a killed run") for path in sorted(found)]
 
 
 def apply(changes: list[Change], out: Path, desired: dict[str, bytes]) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from generator.errors import MatrixError
+from generator.userfiles import MAX_BYTES, Refused, read_bounded
 
-MAX_BYTES = 1 << 20  # a catalogue is a few KiB; anything near a MiB is a mistake or an attack
 MAX_DEPTH = 32
 MAX_NODES = 100_000
 
@@ -105,11 +105,11 @@ _SCALAR_TAGS = {
 def load_yaml(path: Path) -> Located:
     """Load `path` strictly; raise MatrixError (file:line: message) on anything malformed or hostile."""
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, MAX_BYTES)  # also refuses /dev/zero, a FIFO, a directory: one line each
+    except Refused as exc:
+        raise MatrixError(str(exc.strerror), file=path) from None
     except OSError as exc:
-        raise MatrixError(f"cannot read: {exc.strerror}", file=path) from exc
-    if len(raw) > MAX_BYTES:
-        raise MatrixError(f"file is {len(raw)} bytes; the limit is {MAX_BYTES}", file=path)
+        raise MatrixError(f"cannot read: {exc.strerror}", file=path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@ CPU-only machine (it must say "no GPU" with no number), and how the host runs it
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import pytest
 
 from generator import bench
 from generator.bench import BenchResult, compare, load_reference, run_bench, write_bench_record
+from generator.fleet import Fleet
+from tests.conftest import WriteMatrix, build_matrix
 
 PAYLOAD = Path(bench.__file__).parent / "payload" / "bench.py"
 
@@ -189,3 +192,30 @@ def test_run_bench_without_json_is_an_error() -> None:
         run_bench(client, "img:tag", gpus=False, quick=True, timeout=10)
     result = bench.bench_image(client, "c", "img:tag", "d", gpus=False, quick=True)
     assert isinstance(result, BenchResult) and result.error and all(r.fraction is None for r in result.rows)
+
+
+def test_bench_without_a_gpu_prints_one_line_per_cell(
+    write_matrix: WriteMatrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bench --quick` on a machine without a GPU printed, per cell, a heading and a table of dashes."""
+    from generator.commands import verify
+
+    no_gpu = {"schema": 1, "status": "no GPU", "device": None, "results": {}, "reason": "torch sees no CUDA device"}
+    monkeypatch.setattr(verify, "connect", lambda: _Client(json.dumps(no_gpu).encode() + b"\n"))
+    monkeypatch.setenv("AIR_FLEET_RESULTS", str(tmp_path / "results"))
+    fleet = Fleet.load(write_matrix(build_matrix(cloud="aws, azure")))
+    args = argparse.Namespace(cells=[], gpus=False, quick=True, json=False)
+    assert verify.cmd_bench(fleet, args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{c.slug}: no GPU: nothing measured (torch sees no CUDA device)" for c in fleet.cells]
+    # Another matrix than ./matrix.yaml: its records sit apart from the real fleet's (see Profile.records).
+    written = sorted(p.stem for p in (tmp_path / "results" / fleet.profile.records / "bench").iterdir())
+    assert fleet.profile.records != "default" and written == sorted(c.slug for c in fleet.cells)
+
+
+def test_a_measured_cell_still_gets_its_table() -> None:
+    result = BenchResult("cell-a", "img:tag", "d", True, True, "measured", H200, compare(H200, load_reference()))
+    text = bench.report(result)
+    assert text.startswith("# cell-a: measured\n\n| Figure |") and "| matmul_bf16 | 711.0 TFLOP/s |" in text
+    failed = BenchResult("cell-b", "img:tag", "d", True, True, "error", {}, [], error="the container exited 137")
+    assert bench.report(failed) == "cell-b: the container exited 137"

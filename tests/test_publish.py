@@ -210,3 +210,14 @@ def test_cli_publish_carries_the_previous_page_and_refuses_a_bad_one(tmp_path: P
         assert done.returncode == 2 and why in done.stderr and done.stderr.count("\n") == 1, done.stderr
     done = publish("--previous", str(tmp_path / "absent.json"))
     assert done.returncode == 2 and "cannot read the previous page" in done.stderr
+
+
+def test_cli_publish_refuses_a_previous_page_that_is_not_a_file(tmp_path: Path) -> None:
+    """A FIFO with no writer once hung `publish --previous` (and /dev/zero read until memory ran out)."""
+    env = {**os.environ, "AIR_FLEET_RESULTS": str(tmp_path / "results"), "AIR_FLEET_STATE": str(tmp_path / "state")}
+    fifo = tmp_path / "previous.json"
+    os.mkfifo(fifo)
+    argv = [sys.executable, "-m", "generator", "publish", "1", "--previous", str(fifo)]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == f"error: {fifo}: cannot read the previous page: not a regular file (a FIFO)\n"

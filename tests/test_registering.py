@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from generator.fleet import Fleet
+from generator.profiles import load_profile
 from generator.results import record_path, write_record
 from tests.conftest import ROOT, WriteMatrix
 
@@ -36,7 +37,7 @@ def test_register_only_what_was_pushed_and_only_once(write_matrix: WriteMatrix, 
     # The stand-in CLI reports sha256(ref) as the manifest: the push record must say the same.
     repo_digest = "sha256:" + hashlib.sha256(pushed.ref.encode()).hexdigest()
     write_record(
-        record_path(results, "default", "push", pushed.cell.slug),
+        record_path(results, load_profile("default", matrix).records, "push", pushed.cell.slug),
         {"slug": pushed.cell.slug, "digest": pushed.digest, "status": "pushed", "repo_digest": repo_digest},
     )
     scenario = tmp_path / "scenario.json"

@@ -5,6 +5,10 @@ naming file:line, raised quickly and without building a large structure first.
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -14,8 +18,8 @@ import pytest
 
 from generator import yamlsource
 from generator.errors import MatrixError
+from generator.userfiles import MAX_BYTES, Refused, read_bounded
 from generator.yamlsource import (
-    MAX_BYTES,
     MAX_DEPTH,
     MAX_NODES,
     KeyPath,
@@ -24,7 +28,7 @@ from generator.yamlsource import (
     load_yaml,
     load_yaml_text,
 )
-from tests.conftest import MINIMAL, WriteMatrix, run_cli
+from tests.conftest import MINIMAL, ROOT, WriteMatrix, run_cli
 
 FILE = Path("/srv/catalogue/matrix.yaml")
 
@@ -420,3 +424,69 @@ def test_a_flat_document_of_a_million_nodes_is_refused_quickly(tmp_path: Path) -
     assert result.returncode == 2
     assert f"document has more than {MAX_NODES} nodes" in result.stderr
     assert len(result.stderr.splitlines()) == 1
+
+
+# --- files that are not files: a device, a FIFO, a directory -------------------------------------------------
+
+
+def _run_capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI with its address space capped at 1 GiB: a reader without a bound fails fast with MemoryError
+    (exit 1, a traceback) instead of eating the machine's memory until the kernel kills it."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=20,  # a FIFO with no writer blocks a plain open() for ever: TimeoutExpired on the old reader
+        check=False,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        preexec_fn=cap,  # runs between fork and exec: only a setrlimit call, nothing that takes a lock
+    )
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_matrix_that_is_not_a_regular_file_is_refused_at_once(kind: str, tmp_path: Path) -> None:
+    """`--matrix /dev/zero` once read until the kernel killed the process: st_size is 0 for a device."""
+    if kind == "device":
+        matrix, why = Path("/dev/zero"), "not a regular file (a character device)"
+    elif kind == "fifo":
+        matrix, why = tmp_path / "matrix.yaml", "not a regular file (a FIFO)"
+        os.mkfifo(matrix)
+    else:
+        matrix, why = tmp_path / "matrix.yaml", "not a regular file (a directory)"
+        matrix.mkdir()
+    out = tmp_path / "images"
+    result = _run_capped("--matrix", str(matrix), "generate", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == f"error: {matrix}: {why}\n"
+    assert not out.exists()
+
+
+def test_a_ca_certificate_that_is_a_device_is_refused_at_once(tmp_path: Path) -> None:
+    """`extra_ca_certificates: [/dev/zero]` read without limit too; now one line naming the matrix line."""
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(MINIMAL + "extra_ca_certificates: [/dev/zero]\n", encoding="utf-8")
+    line = MINIMAL.count("\n") + 1
+    result = _run_capped("--matrix", str(matrix), "list", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == (
+        f"error: {matrix}:{line}: extra_ca_certificates[0]: cannot read a PEM file at /dev/zero: "
+        "not a regular file (a character device)\n"
+    )
+
+
+def test_read_bounded_reads_at_most_one_byte_past_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 11)
+    assert read_bounded(path, 11) == b"x" * 11
+    with pytest.raises(Refused) as info:
+        read_bounded(path, 10)
+    assert info.value.strerror == "file is 11 bytes; the limit is 10"
+    # A file whose size says nothing (procfs says 0): the bound is what is read, not what stat says.
+    with pytest.raises(Refused) as info:
+        read_bounded(Path("/proc/self/maps"), 10)
+    assert info.value.strerror == "file is more than 10 bytes; the limit is 10"

@@ -69,6 +69,7 @@ def _group_changes(changes: list[Change], out: Path) -> list[str]:
             "changed": "changed",
             "cell left the matrix": "removed (cell left the matrix)",
             "no longer generated": "removed",
+            "left by a killed run": "removed (temp file of a killed run)",
         }[c.reason]
         groups.setdefault(key, []).append(f"{label} {rest}" if rest else label)
     lines = []

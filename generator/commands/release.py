@@ -13,7 +13,7 @@ def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.push import exit_status, run_push
     from generator.push import summary as push_summary
 
-    results = run_push(fleet.profile.name, selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
+    results = run_push(fleet.profile.records, selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
     if args.json:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
@@ -25,7 +25,7 @@ def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.registering import run_register
 
     outcomes = run_register(
-        fleet.profile.name,
+        fleet.profile.records,
         selected(fleet, args.cells),
         cli=args.cli,
         workspace=args.workspace_profile,

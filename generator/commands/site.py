@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.commands import selected
 from generator.fleet import Fleet
 from generator.registration import Ledger
+from generator.userfiles import read_bounded
+
+PREVIOUS_MAX_BYTES = 64 << 20  # a published page of a thousand cells is a few MiB
 
 
 def _read_previous(path: Path) -> dict[str, Any]:
     from generator.catalogue import CatalogueError
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, PREVIOUS_MAX_BYTES))  # not /dev/zero, a FIFO
     except OSError as exc:
         raise CatalogueError(f"{path}: cannot read the previous page: {exc.strerror}") from None
     except ValueError as exc:
@@ -32,10 +35,10 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     from generator.catalogue import Records, carry_forward, catalogue
     from generator.publish import write_site
 
-    profile = fleet.profile.name
+    profile = fleet.profile.records
     out = args.out if args.out is not None else paths.results_dir() / profile / "site"
     records = Records(paths.results_dir(), profile, Ledger.folder())
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = utc_stamp()
     data = catalogue(selected(fleet, args.cells), records, generated_at=stamp)
     if args.previous is not None:
         data = carry_forward(data, _read_previous(args.previous))

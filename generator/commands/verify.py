@@ -26,8 +26,7 @@ def cmd_probe(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
-    from generator.bench import bench_image, load_reference, write_bench_record
-    from generator.bench import table as bench_table
+    from generator.bench import bench_image, load_reference, report, write_bench_record
     from generator.probe import detect_gpus
 
     client = connect()
@@ -46,12 +45,11 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
             reference=reference,
             python=r.cell.python_path,
         )
-        write_bench_record(paths.results_dir(), fleet.profile.name, result)
+        write_bench_record(paths.results_dir(), fleet.profile.records, result)
         results.append(result)
     if args.json:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
         for result in results:
-            print(f"# {result.slug}: {result.status}{f' ({result.error})' if result.error else ''}\n")
-            print(bench_table(result.rows))
+            print(report(result))
     return 1 if any(r.status == "error" for r in results) else 0

@@ -24,6 +24,7 @@ from typing import Any
 
 from generator import paths
 from generator.atomic import write_atomic
+from generator.clock import utc_stamp
 from generator.registration.base import DIGEST, PROFILE, RegisterError, Target
 
 SCHEMA = 1
@@ -69,7 +70,7 @@ class Ledger:
         return entry if entry is not None and entry.ref == target.ref else None
 
     def record(self, target: Target, cli: str, *, now: datetime.datetime | None = None) -> Entry:
-        when = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = utc_stamp(now)
         entry = Entry(ref=target.ref, slug=target.slug, registered_at=when, cli=cli)
         with self._locked():
             entries = self.entries()

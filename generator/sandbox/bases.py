@@ -234,13 +234,9 @@ def logs_dir() -> Path:
     return paths.state_dir() / "sandbox" / "logs"
 
 
-def ensure_rootfs(client: docker.DockerClient, progress: Callable[[str], None] = print) -> str:
-    """The rootfs image's id; debootstrap and import it first when the engine does not have it."""
-    with _lock():
-        return _ensure_rootfs(client, progress)
-
-
 def _ensure_rootfs(client: docker.DockerClient, progress: Callable[[str], None]) -> str:
+    """The rootfs image's id; debootstrap and import it first when the engine does not have it (the caller
+    holds the lock)."""
     image = _image(client, ROOTFS_REF)
     if image is not None:
         progress(f"{ROOTFS_REF}: {UP_TO_DATE}")

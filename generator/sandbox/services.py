@@ -24,13 +24,14 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import BinaryIO, Literal, NamedTuple
 
 import docker
 import docker.errors
 import yaml
 
 from generator import paths
+from generator.clock import utc_stamp
 from generator.errors import FleetError
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -157,6 +158,7 @@ def up(
     except OSError as exc:
         raise ServiceError(f"cannot create the sandbox state folder {files.state}: {exc.strerror}") from None
     with _locked(files):
+        _make_logs_private(files)  # also those of services started before logs were 0600, which `up` reuses
         states = [_ensure_dockerd(files, engine, progress), _ensure_registry(files, host, port, progress)]
         # The stand-in base images start from a Debian rootfs made by debootstrap: install it with the rest.
         _program("stand-in bases", "debootstrap", files, progress)
@@ -487,8 +489,8 @@ def _install(service: str, package: str, files: _Files, progress: Progress) -> N
     progress(f"{service}: installing Debian's {package} with apt-get (log {files.apt_log})…")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in commands:
-        with files.apt_log.open("a", encoding="utf-8") as log:
-            log.write(f"--- {_now()} {' '.join(argv)}\n")
+        with _append_private(files.apt_log) as log:
+            log.write(f"--- {utc_stamp()} {' '.join(argv)}\n".encode())
             log.flush()
             code = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -512,7 +514,7 @@ def _disable_packaged_registry(files: _Files) -> None:
         commands = [["systemctl", "disable", "--now", "docker-registry.service"]]
     else:
         commands = [["/etc/init.d/docker-registry", "stop"], ["update-rc.d", "docker-registry", "disable"]]
-    with files.apt_log.open("a", encoding="utf-8") as log:
+    with _append_private(files.apt_log) as log:
         for argv in commands:
             if _which(argv[0]) or Path(argv[0]).exists():
                 # Failure is fine: it usually means the service was never started.
@@ -533,8 +535,8 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 def _spawn(argv: list[str], log_path: Path, pidfile: Path, env: dict[str, str] | None = None) -> int:
     """Start `argv` detached (new session, so a closing terminal or make does not take it down)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        log.write(f"--- {_now()} air-fleet sandbox: {' '.join(argv)}\n".encode())
+    with _append_private(log_path) as log:
+        log.write(f"--- {utc_stamp()} air-fleet sandbox: {' '.join(argv)}\n".encode())
         log.flush()
         try:
             child = subprocess.Popen(
@@ -553,6 +555,30 @@ def _spawn(argv: list[str], log_path: Path, pidfile: Path, env: dict[str, str] |
     temp.write_text(f"{child.pid}\n", encoding="ascii")
     temp.replace(pidfile)
     return child.pid
+
+
+def _append_private(path: Path) -> BinaryIO:
+    """`path` opened for appending, readable by its owner only (0600), an existing file's mode fixed too.
+
+    Why: these logs are the services' own output. dockerd writes a registry's error text into its log, and
+    that text can echo credentials (an auth header, a token URL); the registry logs its requests; apt names
+    the mirrors and proxies it uses, whose URLs can carry a user and password. A 0644 log under the state
+    folder would hand all that to every local user.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode applies to a new file only: a log an older run made 0644 stays so
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "ab")
+
+
+def _make_logs_private(files: _Files) -> None:
+    """Existing logs to 0600 (see `_append_private`); one that is not ours to change stays as it is."""
+    for log in (files.dockerd_log, files.registry_log, files.apt_log):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            log.chmod(0o600)
 
 
 def _wait_ready(name: str, pid: int, ready: Callable[[], bool], timeout: float, log: Path, pidfile: Path) -> None:
@@ -664,7 +690,3 @@ def _gist(log: Path) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().split("\n")[0]
     return text[:200] if text else type(exc).__name__
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")

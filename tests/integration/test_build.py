@@ -84,11 +84,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 client.images.remove(tag)
     # The broken cell's build leaves its last committed layer untagged (a retry's cache); a test leaves
     # nothing behind, or a later "cold" build would find this torch layer cached.
-    log = root / "results" / "sandbox" / "build" / f"{BROKEN}.log"
+    log = records_of(root) / "build" / f"{BROKEN}.log"
     layers = re.findall(r"^ ---> ([0-9a-f]{12})$", log.read_text(), flags=re.MULTILINE) if log.exists() else []
     if layers:
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(layers[-1])
+
+
+def records_of(root: Path) -> Path:
+    """This matrix's records: a folder of their own under results/sandbox/, apart from the sandbox fleet's."""
+    return root / "results" / load_profile("sandbox", root / "matrix.yaml").records
 
 
 def sandbox_fleet(root: Path) -> Fleet:
@@ -130,7 +135,7 @@ def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:
             image.id, ["/opt/venv/bin/python", "-c", "import torch; print(torch.__version__)"], remove=True
         )
         assert out.decode().strip().startswith("2.13.0")
-    records = {p.stem: json.loads(p.read_text()) for p in (project / "results" / "sandbox" / "build").glob("*.json")}
+    records = {p.stem: json.loads(p.read_text()) for p in (records_of(project) / "build").glob("*.json")}
     assert {records[s]["status"] for s in (PLAIN, EINOPS, BROKEN)} == {"built", "failed"}
     assert records[BROKEN]["error"]
 
@@ -139,9 +144,7 @@ def test_second_run_starts_no_build(project: Path) -> None:
     result = cli(project, "build", PLAIN, EINOPS)
     assert result.returncode == 0, result.stderr
     assert "up to date (local)" in result.stdout
-    records = [
-        json.loads((project / "results" / "sandbox" / "build" / f"{s}.json").read_text()) for s in (PLAIN, EINOPS)
-    ]
+    records = [json.loads((records_of(project) / "build" / f"{s}.json").read_text()) for s in (PLAIN, EINOPS)]
     assert [r["status"] for r in records] == ["up to date", "up to date"]
     assert not any(r["build_started"] for r in records)
 
@@ -271,7 +274,7 @@ def test_ctrl_c_stops_cleanly(project: Path, tmp_path: Path) -> None:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # before exec: nothing else runs yet
     )
-    log = root / "results" / "sandbox" / "build" / f"{PLAIN}.log"
+    log = records_of(root) / "build" / f"{PLAIN}.log"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and "uv pip install" not in (log.read_text() if log.exists() else ""):
         time.sleep(0.5)

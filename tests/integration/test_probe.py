@@ -173,7 +173,7 @@ def test_a_good_image_probes_ok_and_gpu_facts_are_not_measured(built: Built) -> 
     assert result.facts["python"]["executable"] == "/opt/venv/bin/python"
     assert "einops==0.8.2" in result.facts["distributions"]
     assert result.facts["uv"]["path"] == "/usr/local/bin/uv" and result.facts["errors"] == []
-    record_file = built.root / "results" / "sandbox" / "probe" / f"{SLUG}.json"
+    record_file = built.root / "results" / built.fleet.profile.records / "probe" / f"{SLUG}.json"
     record = json.loads(record_file.read_text())
     assert (record["slug"], record["digest"], record["status"]) == (SLUG, built.rendered.digest, OK)
     assert record["image_id"] == built.client.images.get(built.rendered.ref).id
@@ -218,11 +218,11 @@ def test_an_extension_built_for_the_wrong_abi_fails(built: Built, tmp_path: Path
 
     # ...and it is not pushed: with this probe on record for the cell, the push gate holds it back.
     results = built.root / "results"
-    write_record(record_path(results, "sandbox", "probe", SLUG), result.record())
+    write_record(record_path(results, built.fleet.profile.records, "probe", SLUG), result.record())
     (pushed,) = push(
         [PushCell.of(built.rendered)],
         built.client,
-        profile="sandbox",
+        profile=built.fleet.profile.records,
         atomic=True,
         date=datetime.date(2026, 11, 29),
         results=results,
@@ -271,8 +271,10 @@ def test_the_page_shows_the_real_probe_and_no_gpu_figure(built: Built, browser: 
     bench = bench_image(
         built.client, SLUG, built.rendered.ref, built.rendered.digest, gpus=False, quick=True, python="python3"
     )
-    write_bench_record(results, "sandbox", bench)
-    data = catalogue([built.rendered], Records(results, "sandbox", built.root / "register"), generated_at="now")
+    write_bench_record(results, built.fleet.profile.records, bench)
+    data = catalogue(
+        [built.rendered], Records(results, built.fleet.profile.records, built.root / "register"), generated_at="now"
+    )
     (row,) = data["cells"]
     assert row["build"]["status"] in ("built", "up to date") and row["build"]["size"] > 100 * 2**20
     assert row["build"]["built_at"]  # the engine's creation time, also when the build was a cache hit
