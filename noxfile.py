@@ -110,7 +110,7 @@ def _cells() -> list[tuple[int, str]]:
     try:
         from generator.errors import FleetError
         from generator.fleet import Fleet
-        from generator.profiles import load_profile
+        from generator.spec.profiles import load_profile
 
         try:
             return [(c.index, c.slug) for c in Fleet.for_profile(load_profile(PROFILE)).cells]

@@ -42,14 +42,14 @@ from typing import Any
 import docker.errors
 from docker import DockerClient
 
-from generator.builder import BuildResult
-from generator.dockerclient import connect
+from generator.build.builder import BuildResult
+from generator.build.steps import run_build, run_lock, stage_cell, write_images
+from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet
-from generator.pipeline import run_build, run_lock, stage_cell, write_images
-from generator.profiles import load_profile
-from generator.render import RenderedCell
+from generator.render.renderer import RenderedCell
 from generator.results import read_record
+from generator.spec.profiles import load_profile
 from generator.tables import table
 
 ROOT = Path(__file__).resolve().parent.parent

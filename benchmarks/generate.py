@@ -32,11 +32,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from generator.compat import FAIL
-from generator.facts import knowledge
 from generator.fleet import INDEX_FILE, Fleet, desired_files
 from generator.model import Cell
-from generator.writer import apply, plan
+from generator.render.writer import apply, plan
+from generator.resolve.checks import FAIL
+from generator.spec.knowledge import knowledge
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_MS_PER_CELL = 2.0

@@ -6,16 +6,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.compat import FAIL, Check, check_cell
+from generator.deps.lockfile import apply_lock
+from generator.deps.wheelhouse import read_lock
 from generator.errors import MatrixError
-from generator.expand import expand
-from generator.facts import Knowledge, knowledge
-from generator.locking import apply_lock
-from generator.matrix import load_matrix
 from generator.model import Cell, Matrix, Origin
-from generator.profiles import Profile, load_profile
-from generator.render import HEADER, RenderedCell, Renderer, cell_summary
-from generator.wheelhouse import read_lock
+from generator.render.renderer import HEADER, RenderedCell, Renderer, cell_summary
+from generator.resolve.checks import FAIL, Check, check_cell
+from generator.resolve.expand import expand
+from generator.spec.knowledge import Knowledge, knowledge
+from generator.spec.matrix import load_matrix
+from generator.spec.profiles import Profile, load_profile
 
 INDEX_FILE = "index.json"
 

@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from generator.bench import BenchResult, compare, load_reference
-from generator.catalogue import Records
-from generator.render import RenderedCell
+from generator.render.renderer import RenderedCell
 from generator.results import record_path, write_record
+from generator.site.catalogue import Records
+from generator.verify.bench import BenchResult, compare, load_reference
 from tests.test_bench import H200
 
 PROFILE = "default"

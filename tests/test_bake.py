@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from generator.bake import bake_file, dumps, target_name, write_bake
-from generator.compat import FAIL
+from generator.ci.bake import bake_file, dumps, target_name, write_bake
 from generator.errors import FleetError
 from generator.fleet import Fleet
-from generator.render import RenderedCell
+from generator.render.renderer import RenderedCell
+from generator.resolve.checks import FAIL
 from tests.conftest import DEFAULT_MATRIX, MINIMAL, ROOT, WriteMatrix
 
 DAY = datetime.date(2026, 3, 7)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from generator import bench
-from generator.bench import BenchResult, compare, load_reference, run_bench, write_bench_record
 from generator.fleet import Fleet
+from generator.verify import bench
+from generator.verify.bench import BenchResult, compare, load_reference, run_bench, write_bench_record
 from tests.conftest import WriteMatrix, build_matrix
 
 PAYLOAD = Path(bench.__file__).parent / "payload" / "bench.py"
@@ -198,7 +198,7 @@ def test_bench_without_a_gpu_prints_one_line_per_cell(
     write_matrix: WriteMatrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`bench --quick` on a machine without a GPU printed, per cell, a heading and a table of dashes."""
-    from generator.commands import verify
+    from generator.cli import verify
 
     no_gpu = {"schema": 1, "status": "no GPU", "device": None, "results": {}, "reason": "torch sees no CUDA device"}
     monkeypatch.setattr(verify, "connect", lambda: _Client(json.dumps(no_gpu).encode() + b"\n"))

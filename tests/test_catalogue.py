@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from generator.catalogue import NO_GPU_MEASURED, NOT_RUN, STALE, CatalogueError, carry_forward, catalogue, row
 from generator.fleet import Fleet
-from generator.render import RenderedCell
+from generator.render.renderer import RenderedCell
+from generator.site.catalogue import NO_GPU_MEASURED, NOT_RUN, STALE, CatalogueError, carry_forward, catalogue, row
 from tests import records as canned
 from tests.conftest import DEFAULT_MATRIX
 

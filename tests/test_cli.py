@@ -144,7 +144,7 @@ def test_every_command_has_its_function_and_list_loads_no_docker_sdk() -> None:
     (subparsers,) = (a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert set(subparsers.choices) == {*COMMANDS, "sandbox"}
     for command, module in COMMANDS.items():
-        assert callable(getattr(importlib.import_module(f"generator.commands.{module}"), f"cmd_{command}"))
+        assert callable(getattr(importlib.import_module(f"generator.cli.{module}"), f"cmd_{command}"))
     # At exit (after `list` ran and called sys.exit), say whether the Docker SDK was ever imported.
     script = (
         "import atexit, runpy, sys\n"

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from generator.bench import BenchResult
-from generator.builder import BuildResult
+from generator.build.builder import BuildResult
+from generator.build.runlock import hold
 from generator.clock import utc_stamp
-from generator.probe import ProbeResult
-from generator.registration.base import Target
-from generator.registration.ledger import Ledger
-from generator.runlock import hold
+from generator.release.registration.base import Target
+from generator.release.registration.ledger import Ledger
 from generator.sandbox import services
+from generator.verify.bench import BenchResult
+from generator.verify.probe import ProbeResult
 
 UTC_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 GENERATOR = Path(__file__).resolve().parents[1] / "generator"

@@ -1,4 +1,4 @@
-"""The seven per-cell compatibility checks (generator/compat.py), each with its edge cases.
+"""The seven per-cell compatibility checks (generator/resolve/checks.py), each with its edge cases.
 
 Every matrix is written inline, derived from conftest's MINIMAL (aws, runtime, GPU_1xA10, torch 2.6.0,
 databricks base with CUDA 12.9.1 and Python 3.12). Assertions name statuses and the key words of details.
@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from generator.compat import (
+from generator.fleet import Fleet
+from generator.model import Cell
+from generator.resolve.checks import (
     CHECKS,
     FAIL,
     NA,
@@ -24,9 +26,7 @@ from generator.compat import (
     summary_table,
     worst,
 )
-from generator.facts import knowledge
-from generator.fleet import Fleet
-from generator.model import Cell
+from generator.spec.knowledge import knowledge
 from tests.conftest import DEFAULT_MATRIX, build_matrix
 
 LoadFleet = Callable[[str], Fleet]
@@ -742,7 +742,7 @@ def test_xformers_built_with_a_newer_cuda_than_torch_holds_the_host_to_it(load_f
     the requirement: not OK. The same host with the plain cell is OK, so the wheel's CUDA is what moves it."""
     from dataclasses import replace
 
-    from generator.compat import _driver
+    from generator.resolve.checks import _driver
 
     facts = knowledge()
     fleet = load_fleet(matrix("{version: 2.7.1, xformers: 0.0.31.post1}", stack="xformers"))

@@ -1,4 +1,4 @@
-"""One credential source for every registry call (generator/credentials.py), and the one scrubber.
+"""One credential source for every registry call (generator/release/credentials.py), and the one scrubber.
 
 Docker configs are written to temp folders; credential helpers are real executables on a temp PATH
 (tests/standins.py) speaking the `docker-credential-<name> get` protocol. No Docker engine is needed:
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.credentials import (
+from generator.errors import FleetError
+from generator.release.credentials import (
     ENV_PASSWORD,
     ENV_USERNAME,
     HUB_KEY,
@@ -25,7 +26,6 @@ from generator.credentials import (
     registry_of,
     scrubber_for,
 )
-from generator.errors import FleetError
 from tests.standins import write_helper
 
 SECRET = "planted-registry-secret-4c1e9b"  # noqa: S105 - test data

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 
 from generator.errors import MatrixError
-from generator.expand import select
 from generator.fleet import Fleet
-from generator.validators import SLUG
+from generator.resolve.expand import select
+from generator.spec.validators import SLUG
 from tests.conftest import DEFAULT_MATRIX, MINIMAL
 
 LoadFleet = Callable[[str], Fleet]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from generator import matrix
 from generator.errors import MatrixError
-from generator.facts import knowledge
 from generator.fleet import Fleet
-from generator.matrix_schema import json_schema
+from generator.spec import matrix
+from generator.spec.knowledge import knowledge
+from generator.spec.schema import json_schema
 from tests.conftest import DEFAULT_MATRIX, MINIMAL, WriteMatrix, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent

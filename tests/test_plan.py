@@ -24,12 +24,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from generator.compat import FAIL, Check
-from generator.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError
-from generator.dockerclient import connect
-from generator.errors import FleetError
-from generator.fleet import Fleet
-from generator.plan import (
+from generator.ci.plan import (
     MANIFEST_TYPES,
     MAX_JOBS,
     RegistryError,
@@ -40,7 +35,12 @@ from generator.plan import (
     registry_exists,
     split_ref,
 )
-from generator.render import RenderedCell
+from generator.engine import connect
+from generator.errors import FleetError
+from generator.fleet import Fleet
+from generator.release.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError
+from generator.render.renderer import RenderedCell
+from generator.resolve.checks import FAIL, Check
 from generator.sandbox import services
 from tests.conftest import DEFAULT_MATRIX, MINIMAL
 from tests.standins import closed_port, silent_server, write_helper

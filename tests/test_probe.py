@@ -22,10 +22,12 @@ from typing import Any
 
 import pytest
 
-from generator.compat import FAIL, NA, OK, WARN, Check, worst
 from generator.fleet import Fleet
 from generator.model import Cell, Extension, Origin
-from generator.probe import (
+from generator.render.renderer import expect_json
+from generator.resolve.checks import FAIL, NA, OK, WARN, Check, worst
+from generator.spec.profiles import load_profile
+from generator.verify.probe import (
     NOT_MEASURED,
     PAYLOAD,
     PROBE_DIR,
@@ -38,8 +40,6 @@ from generator.probe import (
     judge,
     report,
 )
-from generator.profiles import load_profile
-from generator.render import expect_json
 from tests.conftest import build_matrix
 
 GPU_ROWS = ("driver", "cuda", "nccl")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import profiles
 from generator.errors import MatrixError
-from generator.profiles import load_profile
+from generator.spec import profiles
+from generator.spec.profiles import load_profile
 from tests.conftest import MINIMAL, ROOT, WriteMatrix
 
 SANDBOX = profiles.PROFILES_DIR / "sandbox.yaml"

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from generator.catalogue import catalogue
 from generator.fleet import Fleet
-from generator.publish import (
+from generator.render.renderer import RenderedCell
+from generator.site.catalogue import catalogue
+from generator.site.publish import (
     HTML,
     JSON_FILE,
     MARKDOWN,
@@ -30,7 +31,6 @@ from generator.publish import (
     version,
     write_site,
 )
-from generator.render import RenderedCell
 from tests import records as canned
 from tests.conftest import DEFAULT_MATRIX, ROOT
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from generator.registration import (
+from generator.release.registration import (
     ALREADY,
     CACHED,
     FAILED,

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from generator.fleet import Fleet
-from generator.profiles import load_profile
 from generator.results import record_path, write_record
+from generator.spec.profiles import load_profile
 from tests.conftest import ROOT, WriteMatrix
 
 FAKE_CLI = ROOT / "tests" / "fixtures" / "fake_cli"

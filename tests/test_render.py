@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from generator.facts import knowledge
+from generator.deps.lockfile import unlocked
 from generator.fleet import Fleet
-from generator.locking import unlocked
-from generator.render import HEADER, RenderedCell, instructions
+from generator.render.renderer import HEADER, RenderedCell, instructions
+from generator.spec.knowledge import knowledge
 from tests.conftest import DEFAULT_MATRIX
 
 LoadFleet = Callable[[str], Fleet]

@@ -1,4 +1,4 @@
-"""Run locks: `fetch` stages into the build contexts, so it takes the lock `build` takes (generator/runlock.py)."""
+"""Run locks: `fetch` stages into the build contexts, so it takes the lock `build` takes (build/runlock.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from generator.build.runlock import fleet_lock
 from generator.cli import main
-from generator.runlock import fleet_lock
 from tests.conftest import MINIMAL, WriteMatrix
 
 

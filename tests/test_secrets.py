@@ -1,4 +1,4 @@
-"""The one scrubber (generator/secrets.py): every step's records, progress lines and errors go through it."""
+"""The one scrubber (generator/scrub.py): every step's records, progress lines and errors go through it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from generator.credentials import scrubber_for
-from generator.secrets import Scrubber
+from generator.release.credentials import scrubber_for
+from generator.scrub import Scrubber
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """tags_for and check_tag against their specification, not against their own code.
 
-The rules (generator/tags.py's docstring, the README's "Tags"): an image is pushed as `<slug>-<first 12 hex of
+The rules (generator/release/tags.py's docstring, the README's "Tags"): an image is pushed as `<slug>-<first 12 hex of
 the sha256 content digest>` (immutable), `<slug>` and `<slug>-<yyyymmdd>` (UTC date); every tag must be one
 the OCI distribution spec allows, and a slug too long for that is an error, never truncated. They are
 checked with literal examples, and as properties over the cells the generator really makes (the default
@@ -19,15 +19,15 @@ import pytest
 
 from benchmarks.generate import pip_packages_for, stress_matrix, write_matrix
 from generator.fleet import Fleet
-from generator.render import image_tag
-from generator.tags import Tags, check_tag, tags_for
+from generator.release.tags import Tags, check_tag, tags_for
+from generator.render.renderer import image_tag
 from tests.conftest import DEFAULT_MATRIX
 
 DIGEST = "sha256:" + hashlib.sha256(b"air-fleet").hexdigest()
 DAY = datetime.date(2026, 3, 7)
 # The OCI distribution spec (opencontainers/distribution-spec, spec.md, "Pulling manifests"): "<reference> as
 # a tag MUST be at most 128 characters in length and MUST match the following regular expression:
-# [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}". Copied from the spec, not from generator/tags.py; the whole tag
+# [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}". Copied from the spec, not from generator/release/tags.py; the whole tag
 # must match, so it is used with fullmatch.
 OCI_TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 SLUG_HEAD, SLUG_TAIL = "abcdefghijklmnopqrstuvwxyz0123456789", "abcdefghijklmnopqrstuvwxyz0123456789._-"

@@ -26,9 +26,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator import wheelhouse
+from generator.deps import wheelhouse
+from generator.deps.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
 from generator.model import Artifact
-from generator.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
 
 PROBE = "wheelhouse-probe"  # a project no configured index has: only the index served here knows it
 

@@ -1,4 +1,4 @@
-"""Extension resolution (generator/wheels.py): exact flash-attn wheel names and URLs by REAL ABI, xformers
+"""Extension resolution (generator/resolve/extensions.py): exact flash-attn wheel names and URLs by REAL ABI, xformers
 pins, the apex source archive, and the einops companion.
 
 Matrices are written inline from conftest's MINIMAL; a few cases call `resolve` directly with a TorchBuild.
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from generator.errors import MatrixError
-from generator.facts import Knowledge, XformersPin, knowledge
 from generator.fleet import Fleet
 from generator.model import Artifact, Cell, Extension, Origin
-from generator.wheels import TorchBuild, cp_tag, resolve
+from generator.resolve.extensions import TorchBuild, cp_tag, resolve
+from generator.spec.knowledge import Knowledge, XformersPin, knowledge
 from tests.conftest import build_matrix
 
 LoadFleet = Callable[[str], Fleet]

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from generator import yamlsource
 from generator.errors import MatrixError
-from generator.userfiles import MAX_BYTES, Refused, read_bounded
-from generator.yamlsource import (
+from generator.spec import yamlsource
+from generator.spec.userfiles import MAX_BYTES, Refused, read_bounded
+from generator.spec.yamlsource import (
     MAX_DEPTH,
     MAX_NODES,
     KeyPath,

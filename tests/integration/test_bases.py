@@ -20,7 +20,7 @@ import docker
 import docker.errors
 import pytest
 
-from generator.dockerclient import DockerUnavailable, connect
+from generator.engine import DockerUnavailable, connect
 from generator.sandbox import bases
 from generator.sandbox.bases import (
     BUILT,

@@ -23,14 +23,14 @@ from pathlib import Path
 import docker
 import pytest
 
-from generator.builder import BuildResult
-from generator.dockerclient import connect
+from generator.build.builder import BuildResult
+from generator.build.runlock import hold
+from generator.build.steps import run_build, run_lock
+from generator.engine import connect
 from generator.fleet import Fleet
-from generator.pipeline import run_build, run_lock
-from generator.profiles import load_profile
-from generator.runlock import hold
 from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
+from generator.spec.profiles import load_profile
 from tests.conftest import ROOT
 
 REPOSITORY = f"air-fleet/test-{uuid.uuid4().hex[:8]}"

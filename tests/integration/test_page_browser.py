@@ -19,10 +19,10 @@ from urllib.request import url2pathname
 import pytest
 from playwright.sync_api import expect
 
-from generator.catalogue import catalogue
 from generator.fleet import Fleet
-from generator.publish import HTML, write_site
-from generator.render import RenderedCell
+from generator.render.renderer import RenderedCell
+from generator.site.catalogue import catalogue
+from generator.site.publish import HTML, write_site
 from tests import records as canned
 from tests.browser import Browser
 from tests.conftest import DEFAULT_MATRIX

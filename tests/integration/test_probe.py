@@ -24,21 +24,21 @@ import docker
 import docker.errors
 import pytest
 
-from generator.bench import bench_image, write_bench_record
-from generator.catalogue import NO_GPU_MEASURED, Records, catalogue
-from generator.compat import FAIL, NA, OK
-from generator.dockerclient import connect
+from generator.build.steps import run_build, run_lock
+from generator.engine import connect
 from generator.fleet import Fleet
 from generator.model import Extension, Origin
-from generator.pipeline import run_build, run_lock
-from generator.probe import NOT_MEASURED, ProbeResult, probe_cells, probe_image, report
-from generator.profiles import load_profile
-from generator.publish import write_site
-from generator.push import PushCell, push
-from generator.render import RenderedCell
+from generator.release.push import PushCell, push
+from generator.render.renderer import RenderedCell
+from generator.resolve.checks import FAIL, NA, OK
 from generator.results import record_path, write_record
 from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
+from generator.site.catalogue import NO_GPU_MEASURED, Records, catalogue
+from generator.site.publish import write_site
+from generator.spec.profiles import load_profile
+from generator.verify.bench import bench_image, write_bench_record
+from generator.verify.probe import NOT_MEASURED, ProbeResult, probe_cells, probe_image, report
 from tests.browser import Browser
 
 REPOSITORY = f"air-fleet/test-probe-{uuid.uuid4().hex[:8]}"

@@ -32,17 +32,17 @@ import docker
 import docker.errors
 import pytest
 
-from generator import push as push_mod
 from generator.cli import main
-from generator.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError, CredentialSource
-from generator.dockerclient import connect
+from generator.engine import connect
 from generator.fleet import Fleet
-from generator.push import PushCell, PushResult, exit_status, gate, run_push, summary
-from generator.registry import transient, unreachable
-from generator.render import RenderedCell, image_tag
+from generator.release import push as push_mod
+from generator.release.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError, CredentialSource
+from generator.release.push import PushCell, PushResult, exit_status, gate, run_push, summary
+from generator.release.registry import transient, unreachable
+from generator.render.renderer import RenderedCell, image_tag
 from generator.results import write_record
 from generator.sandbox import services
-from generator.secrets import Scrubber
+from generator.scrub import Scrubber
 from tests.standins import closed_port, silent_server, write_helper
 
 REGISTRY = "127.0.0.1:5000"
@@ -509,7 +509,7 @@ def test_a_planted_secret_never_reaches_logs_results_or_errors(
 def test_credentials_from_the_docker_config_and_its_helpers(
     client: docker.DockerClient, results: Path, stub: list[Stub], tmp_path: Path
 ) -> None:
-    """The engine gets the credentials `generator.credentials` found, explicitly: a client made before
+    """The engine gets the credentials `generator.release.credentials` found, explicitly: a client made before
     the config existed (so the SDK never read it) pushes with them all the same."""
     guarded = start(stub, basic=("cfg-robot", SECRET))
     config = tmp_path / "docker-config"

@@ -1,4 +1,4 @@
-"""Asking a registry through the real Docker engine: one rule for `build` and `plan` (generator/registry.py).
+"""Asking a registry through the real Docker engine: one rule for `build` and `plan` (generator/release/registry.py).
 
 404 is "absent"; anything else (a 401, a registry that is down, an engine that is not there) is a
 RegistryError, after a few tries when it may pass. The registries in trouble are real sockets on
@@ -17,13 +17,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from generator.builder import Builder
-from generator.credentials import CredentialSource
-from generator.dockerclient import connect
+from generator.build.builder import Builder
+from generator.engine import connect
 from generator.fleet import Fleet
 from generator.progress import Progress
-from generator.registry import RegistryError, exists_via_engine
-from generator.render import RenderedCell
+from generator.release.credentials import CredentialSource
+from generator.release.registry import RegistryError, exists_via_engine
+from generator.render.renderer import RenderedCell
 from generator.sandbox import services
 from tests.standins import closed_port
 

@@ -4,7 +4,7 @@
 Runs INSIDE an image with the image's own Python: standard library only (torch is imported inside a try),
 Python 3.8 syntax. Reports facts, never judges them: it prints ONE JSON object on stdout and exits 0
 even when the facts are bad, because the host compares them with the cell's expectations
-(generator/probe.py). Every section catches its own errors, so one broken part of an image (a torch
+(generator/verify/probe.py). Every section catches its own errors, so one broken part of an image (a torch
 that does not import, a missing nvidia-smi) never hides the others.
 
     python probe.py [EXPECT_JSON]   # default: expect.json beside this file (/opt/fleet/expect.json)

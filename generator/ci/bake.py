@@ -1,0 +1,141 @@
+"""A `docker-bake.json` for teams with a BuildKit cluster: the fleet as `docker buildx bake` targets.
+
+    python -m generator fetch                      # bake builds images/<slug>/ as is: stage wheels/ first
+    docker buildx bake -f docker-bake.json --print aws-devel
+    docker buildx bake -f docker-bake.json --push torch2_7
+
+- **Targets.** One per cell that does not FAIL its checks, named after its slug with `.` made `_` (bake
+  allows `[a-zA-Z0-9_-]` only). Context `images/<slug>` (relative to the repository root: run bake from
+  there, it resolves contexts against its working directory), the cell's Dockerfile, `linux/amd64`.
+- **Tags.** `generator.release.tags.tags_for`: the immutable `<slug>-<12 hex>` first, then the aliases `<slug>`
+  and `<slug>-<yyyymmdd>`, each on the cell's repository: the same tags `push` gives.
+- **Cache.** Per cell, `type=registry` on `<repository>:buildcache-<slug>` (`mode=max`: every stage's
+  layers, so the torch layer is reused by the next build of any cell on that base). `cache=` puts the
+  cache in another repository, so the image repository holds only images.
+- **Groups.** `default` (all), `<cloud>`, `<cloud>-<variant>`, `torch<major>_<minor>`.
+
+Pure: the date for the dated alias is a parameter, and the document's keys are sorted when written, so
+the same fleet and date give the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from generator.atomic import write_if_changed
+from generator.errors import FleetError
+from generator.release.tags import check_tag, tags_for
+from generator.render.renderer import RenderedCell
+from generator.resolve.checks import FAIL
+
+# buildx refuses any other character in a target or group name.
+NAME = re.compile(r"[a-zA-Z0-9_-]+")
+PLATFORMS = ("linux/amd64",)
+CACHE_TAG_PREFIX = "buildcache-"
+
+
+def target_name(slug: str) -> str:
+    """The bake target of a cell: its slug, with the dots bake does not allow made underscores."""
+    name = slug.replace(".", "_")
+    if not NAME.fullmatch(name):
+        raise FleetError(f"cell {slug!r}: {name!r} is not a valid bake target name ([a-zA-Z0-9_-]+)")
+    return name
+
+
+def torch_group(minor: str) -> str:
+    """`2.7` -> `torch2_7`: a torch minor release, as a valid group name."""
+    return "torch" + minor.replace(".", "_")
+
+
+def groups_of(rendered: RenderedCell) -> tuple[str, ...]:
+    """Every group a cell's target belongs to, `default` first."""
+    cell = rendered.cell
+    return ("default", cell.cloud, f"{cell.cloud}-{cell.variant}", torch_group(cell.torch_minor))
+
+
+def bake_file(
+    rendered: list[RenderedCell],
+    images_dir: Path,
+    *,
+    cache: str | None = None,
+    date: datetime.date | None = None,
+    root: Path | None = None,
+) -> dict[str, Any]:
+    """The bake document for `rendered` (FAILing cells left out: they are never built).
+
+    `images_dir` is where the cell directories are; an absolute one is made relative to `root` (the
+    repository root) when it lies under it. `cache` is the repository of the build cache (default: each
+    cell's own). `date` is the dated alias's day (default: today, UTC).
+    """
+    day = date or datetime.datetime.now(datetime.UTC).date()
+    base = _relative(images_dir, root)
+    targets: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {"default": []}
+    for r in rendered:
+        if r.status == FAIL:
+            continue
+        name = target_name(r.cell.slug)
+        if name in targets:  # `a.b` and `a_b` both become `a_b`: bake would silently keep one
+            raise FleetError(f"cells {targets[name]['labels']['air-fleet.cell']} and {r.cell.slug}: one bake target")
+        targets[name] = _target(r, base, cache, day)
+        for group in groups_of(r):
+            groups.setdefault(group, []).append(name)
+    clash = sorted(set(groups) & set(targets))
+    if clash:  # bake resolves a name to a group or a target, never both
+        raise FleetError(f"bake group and target share a name: {', '.join(clash)}")
+    return {
+        "group": {g: {"targets": names} for g, names in sorted(groups.items())},
+        "target": dict(sorted(targets.items())),
+    }
+
+
+def _relative(images_dir: Path, root: Path | None) -> str:
+    """`images_dir` as bake wants it: relative to the repository root where possible, POSIX separators."""
+    if images_dir.is_absolute() and root is not None:
+        try:
+            return images_dir.relative_to(root).as_posix()
+        except ValueError:
+            pass  # outside the repository: an absolute context works as well
+    return images_dir.as_posix()
+
+
+def _target(rendered: RenderedCell, images_dir: str, cache: str | None, day: datetime.date) -> dict[str, Any]:
+    cell = rendered.cell
+    try:
+        tags = tags_for(cell.slug, rendered.digest, day)
+        cache_ref = f"{cache or cell.image}:{check_tag(CACHE_TAG_PREFIX + cell.slug)}"
+    except ValueError as exc:
+        raise FleetError(f"cell {cell.index} {cell.slug}: {exc}") from None
+    return {
+        "context": f"{images_dir}/{cell.slug}",
+        "dockerfile": "Dockerfile",
+        "tags": [f"{cell.image}:{tag}" for tag in tags.all],  # immutable first: what `push` pushes first
+        "labels": {
+            # The Dockerfile sets cell, torch and digest itself (same values); the axes are for people
+            # browsing a registry that shows labels.
+            "air-fleet.cell": cell.slug,
+            "air-fleet.digest": rendered.digest,
+            "air-fleet.torch": cell.torch,
+            "air-fleet.cloud": cell.cloud,
+            "air-fleet.variant": cell.variant,
+            "air-fleet.base": cell.base,
+            "air-fleet.stack": cell.stack,
+        },
+        "cache-from": [f"type=registry,ref={cache_ref}"],
+        "cache-to": [f"type=registry,ref={cache_ref},mode=max"],
+        "platforms": list(PLATFORMS),
+    }
+
+
+def dumps(data: dict[str, Any]) -> str:
+    """The bytes `write_bake` writes (sorted keys, two-space indent, final newline): print this for `--json`."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_bake(path: Path, data: dict[str, Any]) -> bool:
+    """Write the bake file if its bytes change (atomically); True if written."""
+    return write_if_changed(path, dumps(data).encode("utf-8"))

@@ -1,0 +1,52 @@
+"""Building on the Docker engine: lock, fetch, build."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from generator.build.runlock import fleet_lock
+from generator.build.steps import run_build, run_lock, stage_cell, summary, write_images
+from generator.cli.common import print_json
+from generator.errors import FleetError
+from generator.fleet import Fleet
+from generator.progress import to_stderr
+from generator.resolve.checks import FAIL
+from generator.resolve.expand import select
+
+
+def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
+    outcome = run_lock(fleet)
+    state = "written" if outcome.written else "unchanged"
+    print(f"{fleet.profile.lock}: {outcome.entries} files locked, {state}")
+    for failure in outcome.failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
+    wanted = {c.slug for c in select(fleet.cells, args.cells)}
+    everything = [r for r in fleet.render() if r.status != FAIL]  # as generate: FAILing cells are not written
+    rendered = [r for r in everything if r.cell.slug in wanted]
+    staged = 0
+    # The build's lock: fetch rewrites images/ and the build contexts' wheels/, which a running build reads.
+    with fleet_lock("build", fleet.profile.name, wait=not args.no_wait, progress=to_stderr):
+        write_images(everything, fleet.profile.images)
+        for r in rendered:
+            staged += len(stage_cell(r, fleet.profile.images / r.cell.slug))
+    print(f"{len(rendered)} cells: {staged} files verified and staged under {fleet.profile.images}")
+    return 0
+
+
+def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise FleetError("-j must be at least 1")
+    everything = fleet.render()
+    wanted = {c.slug for c in select(fleet.cells, args.cells)}
+    selected = [r for r in everything if r.cell.slug in wanted]
+    results = run_build(fleet, selected, everything, jobs=args.jobs, wait=not args.no_wait)
+    if args.json:
+        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(summary(results))
+    return 1 if any(r.status != "built" and r.status != "up to date" for r in results) else 0

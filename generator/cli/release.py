@@ -1,0 +1,43 @@
+"""Publishing images: push, register."""
+
+from __future__ import annotations
+
+import argparse
+
+from generator.cli.common import print_json, selected
+from generator.fleet import Fleet
+from generator.tables import table
+
+
+def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.release.push import exit_status, run_push
+    from generator.release.push import summary as push_summary
+
+    results = run_push(fleet.profile.records, selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
+    if args.json:
+        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(push_summary(results))
+    return exit_status(results)
+
+
+def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.release.registration.fleet import run_register
+
+    outcomes = run_register(
+        fleet.profile.records,
+        selected(fleet, args.cells),
+        cli=args.cli,
+        workspace=args.workspace_profile,
+        scope=args.scope,
+        key=args.key,
+        timeout_minutes=args.timeout_minutes,
+        force=args.force,
+    )
+    if args.json:
+        print_json({"profile": fleet.profile.name, "outcomes": [o.as_record() for o in outcomes]})
+    else:
+        print(
+            table(["cell", "status", "tries", "detail"], [[o.slug, o.status, o.attempts, o.detail] for o in outcomes])
+        )
+    return 1 if any(o.failed for o in outcomes) else 0

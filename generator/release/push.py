@@ -1,0 +1,524 @@
+"""Push the fleet's images: only cells whose build and probe passed, under their immutable tag and aliases.
+
+- **Gate.** A cell is pushed only if its build record (`results/<profile>/build/<slug>.json`) says
+  `built` or `up to date` for the cell's current digest AND its probe record
+  (`results/<profile>/probe/<slug>.json`: at least `{"slug", "digest", "status"}`, status one of
+  OK / WARN / FAIL / N/A) is for the same digest and did not FAIL. N/A (nothing measurable failed)
+  passes; FAIL, a missing record or an unknown status does not.
+- **Atomic** (`--atomic`, what the nightly uses): if any selected cell is refused by the gate, or its
+  local image is missing or stale, nothing is pushed. Immutable tags are pushed first for every cell and
+  the moving aliases only once all of them are in, so a failing push never moves an alias.
+- **Tags** come from `generator.release.tags.tags_for`: `<slug>-<12 hex>` (immutable), `<slug>`, `<slug>-<yyyymmdd>`.
+  An image whose `air-fleet.digest` label is not the cell's digest (a stale local tag) is never pushed.
+- **Retries.** Transient registry errors (`generator.release.registry.transient`: 5xx, 429, resets, refused
+  connections, timeouts, "context deadline exceeded") are retried with exponential backoff and jitter
+  (`generator.retry`); anything else fails the cell at once.
+- **Unreachable.** A registry that gave no answer at all through every try (refused, no such host, a
+  registry that accepts and never answers) is marked `unreachable` in the records; the cells still to
+  push there fail at once without a try, and the run's exit status is 2 (a service that cannot be reached).
+- **Progress.** Each tag's push stream is followed on stderr: layers done of those seen, bytes pushed and
+  the cell's elapsed time, a line whenever a layer is done and at least every `progress_every_s`.
+- **Records.** `results/<profile>/push/<slug>.json` per cell: slug, digest, status, tags, repo_digest
+  (the registry's manifest digest: pull `<repository>@<repo_digest>`), pushed_at, attempts, reason,
+  unreachable (the registry host that could not be reached, else null).
+- **Credentials** come from `generator.release.credentials` (the environment's pair, else the Docker config and
+  its credential helpers), looked up for every registry before anything is pushed (a failed lookup stops
+  the run: exit status 2) and handed to the engine explicitly. They are never on a command line or in a
+  log: every message that reaches a record, an exception or the progress output goes through one
+  `generator.scrub.Scrubber` that knows every value found.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+import docker.utils
+import requests.exceptions
+from docker import DockerClient
+
+from generator import paths
+from generator.clock import utc_stamp
+from generator.progress import to_stderr
+from generator.release.credentials import CredentialSource, registry_of
+from generator.release.registry import transient, unreachable
+from generator.release.tags import Tags, tags_for
+from generator.render.renderer import RenderedCell
+from generator.results import read_record, record_path, write_record
+from generator.retry import Policy, Retrying, retry
+from generator.tables import table
+
+LABEL = "air-fleet.digest"
+BUILD_PASSED = frozenset({"built", "up to date"})
+PROBE_PASSED = frozenset({"OK", "WARN", "N/A"})
+DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+# A layer the registry has once the stream says one of these (a mount is a copy from another repository).
+LAYER_DONE = re.compile(r"^(?:Pushed|Layer already exists|Mounted from\b)")
+PROGRESS_EVERY_S = 10.0
+
+Say = Callable[[str], None]
+
+
+# -- what is pushed ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushCell:
+    slug: str
+    digest: str  # the cell's content digest (sha256:...)
+    repository: str  # <host>/<repository>, where the tags go
+    local_ref: str  # the image as built: <repository>:<immutable tag>
+    index: int = 0
+
+    @classmethod
+    def of(cls, rendered: RenderedCell) -> PushCell:
+        return cls(
+            slug=rendered.cell.slug,
+            digest=rendered.digest,
+            repository=rendered.cell.image,
+            local_ref=rendered.ref,
+            index=rendered.cell.index,
+        )
+
+
+@dataclass
+class PushResult:
+    slug: str
+    digest: str
+    repository: str
+    status: str  # pushed | refused (gate) | failed (push) | held (--atomic: another cell kept this one back)
+    reason: str | None = None
+    tags: list[str] = field(default_factory=list)  # tags now in the registry for this push
+    repo_digest: str | None = None  # the manifest digest: <repository>@<repo_digest> pulls exactly this
+    attempts: int = 0  # the most tries any one tag needed (1: no retry)
+    pushed_at: str | None = None
+    seconds: float = 0.0
+    index: int = 0
+    unreachable: str | None = None  # the registry host that gave no answer (exit status 2)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- the gate ---------------------------------------------------------------------------------------------
+
+
+def gate(results: Path, profile: str, slug: str, digest: str) -> tuple[bool, str]:
+    """May this cell be pushed? (ok, why) from its build and probe records, both for this very digest."""
+    build = read_record(record_path(results, profile, "build", slug))
+    if build is None:
+        return False, "no build record: run `build` first"
+    if build.get("digest") != digest:
+        return False, f"the build record is for {_short(build.get('digest'))}, not {_short(digest)}: rebuild"
+    if build.get("status") not in BUILD_PASSED:
+        return False, f"build {build.get('status')}"
+    probe = read_record(record_path(results, profile, "probe", slug))
+    if probe is None:
+        return False, "no probe record: run `probe` first"
+    if probe.get("slug", slug) != slug or probe.get("digest") != digest:
+        return False, f"the probe record is for {_short(probe.get('digest'))}, not {_short(digest)}: probe again"
+    status = probe.get("status")
+    if status not in PROBE_PASSED:
+        return False, f"probe {status}"
+    return True, f"build {build['status']}, probe {status}"
+
+
+def _short(digest: object) -> str:
+    return str(digest).removeprefix("sha256:")[:12] if digest else "no digest"
+
+
+# -- pushing ----------------------------------------------------------------------------------------------
+
+
+class PushFailed(Exception):
+    def __init__(self, message: str, *, transient: bool = False, unreachable: bool = False, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+        self.unreachable = unreachable  # no answer at all: the registry cannot be reached
+        self.attempts = attempts
+
+    @classmethod
+    def of(cls, message: str) -> PushFailed:
+        """A registry's complaint relayed by the engine, sorted by the shared rule (`generator.release.registry`).
+
+        By its text: the engine answers 500 whatever went wrong, so its status says nothing."""
+        return cls(message, transient=transient(message), unreachable=unreachable(message))
+
+
+def push(
+    cells: list[PushCell],
+    client: DockerClient,
+    *,
+    profile: str,
+    atomic: bool,
+    date: datetime.date,
+    results: Path | None = None,
+    attempts: int = 4,
+    backoff_s: float = 1.0,
+    progress: Say = to_stderr,
+    source: CredentialSource | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+    draw: Callable[[], float] = random.random,
+    clock: Callable[[], float] = time.monotonic,
+    progress_every_s: float = PROGRESS_EVERY_S,
+) -> list[PushResult]:
+    """Push the cells that pass the gate (all or nothing with `atomic`); one result and record per cell.
+
+    `source`: where credentials come from (default: this process's environment and Docker config).
+    `sleep`, `draw` (the jitter's random number) and `clock` are there for tests.
+    """
+    pusher = _Pusher(
+        client,
+        profile=profile,
+        results=paths.results_dir() if results is None else results,
+        policy=Policy(attempts=max(1, attempts), first_s=backoff_s),
+        progress=progress,
+        source=CredentialSource() if source is None else source,
+        sleep=sleep,
+        draw=draw,
+        clock=clock,
+        progress_every_s=progress_every_s,
+    )
+    return pusher.run(cells, atomic=atomic, date=date)
+
+
+class _Pusher:
+    def __init__(
+        self,
+        client: DockerClient,
+        *,
+        profile: str,
+        results: Path,
+        policy: Policy,
+        progress: Say,
+        source: CredentialSource,
+        sleep: Callable[[float], object],
+        draw: Callable[[], float],
+        clock: Callable[[], float],
+        progress_every_s: float,
+    ) -> None:
+        self.client = client
+        self.profile = profile
+        self.results = results
+        self.policy = policy
+        self.progress = progress
+        self.source = source
+        self.sleep = sleep
+        self.draw = draw
+        self.clock = clock
+        self.progress_every_s = progress_every_s
+        self.down: dict[str, str] = {}  # registry host -> why it could not be reached
+
+    def say(self, line: str) -> None:
+        self.progress(self.source.scrubber.line(line))
+
+    def _auth(self, repository: str) -> dict[str, str]:
+        return self.source.for_ref(repository).auth_config()
+
+    # -- the run, in phases ---------------------------------------------------------------------------
+
+    def run(self, cells: list[PushCell], *, atomic: bool, date: datetime.date) -> list[PushResult]:
+        started = self.clock()
+        results = {c.slug: PushResult(c.slug, c.digest, c.repository, "failed", index=c.index) for c in cells}
+        tags: dict[str, Tags] = {}
+        for c in cells:  # credentials first: every secret is known before any message is made
+            self.source.for_ref(c.repository)
+        # 1. the gate (and valid tags)
+        passed: list[PushCell] = []
+        for c in cells:
+            ok, why = gate(self.results, self.profile, c.slug, c.digest)
+            if ok:
+                try:
+                    tags[c.slug] = tags_for(c.slug, c.digest, date)
+                except ValueError as exc:
+                    ok, why = False, str(exc)
+            if ok:
+                passed.append(c)
+            else:
+                results[c.slug].status, results[c.slug].reason = "refused", why
+                self.say(f"{c.slug}: refused: {why}")
+        if atomic and len(passed) < len(cells):
+            self._hold(passed, results, "not pushed", [c for c in cells if c not in passed], "refused")
+            return self._finish(cells, results, started)
+        # 2. the local images: present (pulled if only the registry has them) and not stale
+        ready: list[PushCell] = []
+        for c in passed:
+            try:
+                self._prepare(c, tags[c.slug])
+                ready.append(c)
+            except Exception as exc:
+                self._failed(c, results[c.slug], self._why(exc), exc)
+        if atomic and len(ready) < len(passed):
+            self._hold(ready, results, "not pushed", [c for c in passed if c not in ready], "failed")
+            return self._finish(cells, results, started)
+        # 3. the immutable tags: content-addressed, so pushing one never moves anything
+        pushed: list[PushCell] = []
+        for c in ready:
+            if self._push_tags(c, [tags[c.slug].immutable], results[c.slug]):
+                pushed.append(c)
+        if atomic and len(pushed) < len(ready):
+            self._hold(pushed, results, "aliases not moved", [c for c in ready if c not in pushed], "failed to push")
+            return self._finish(cells, results, started)
+        # 4. the moving aliases
+        for c in pushed:
+            result = results[c.slug]
+            if self._push_tags(c, list(tags[c.slug].aliases), result):
+                result.status = "pushed"
+                result.reason = None
+                result.pushed_at = _now()
+                self.say(f"{c.slug}: pushed {', '.join(result.tags)} ({result.repo_digest})")
+        return self._finish(cells, results, started)
+
+    def _hold(
+        self, cells: list[PushCell], results: dict[str, PushResult], what: str, culprits: list[PushCell], why: str
+    ) -> None:
+        """--atomic: these cells were fine, but others were not, so they stay where they are."""
+        names = ", ".join(c.slug for c in culprits[:3]) + (
+            f" and {len(culprits) - 3} more" if len(culprits) > 3 else ""
+        )
+        for c in cells:
+            results[c.slug].status = "held"
+            results[c.slug].reason = f"--atomic: {what}: {names} {why}"
+            self.say(f"{c.slug}: held: {results[c.slug].reason}")
+
+    def _failed(self, cell: PushCell, result: PushResult, reason: str, exc: BaseException) -> None:
+        result.status, result.reason = "failed", reason
+        if isinstance(exc, PushFailed) and exc.unreachable:
+            host = registry_of(cell.repository)
+            result.unreachable = host
+            self.down.setdefault(host, exc.message)
+        self.say(f"{cell.slug}: failed: {reason}")
+
+    def _finish(self, cells: list[PushCell], results: dict[str, PushResult], started: float) -> list[PushResult]:
+        scrub = self.source.scrubber
+        out = []
+        for c in cells:
+            result = results[c.slug]
+            result.seconds = round(self.clock() - started, 2)
+            if result.reason is not None:
+                result.reason = scrub.line(result.reason)
+            write_record(record_path(self.results, self.profile, "push", c.slug), scrub.all(result.record()))
+            out.append(result)
+        return out
+
+    def _why(self, exc: BaseException) -> str:
+        text = exc.message if isinstance(exc, PushFailed) else (str(exc).strip() or type(exc).__name__)
+        if isinstance(exc, docker.errors.APIError) and exc.explanation:
+            text = str(exc.explanation)
+        return self.source.scrubber.line(text)
+
+    # -- one cell --------------------------------------------------------------------------------------
+
+    def _prepare(self, cell: PushCell, tags: Tags) -> None:
+        """The local image exists (pulled by its immutable ref when only the registry has it) and is this digest."""
+        try:
+            image = self.client.images.get(cell.local_ref)
+        except docker.errors.ImageNotFound:
+            repo, tag = docker.utils.parse_repository_tag(cell.local_ref)
+            self.say(f"{cell.slug}: not here: pulling {cell.local_ref}")
+            try:
+                image = self.client.images.pull(repo, tag=tag, auth_config=self._auth(cell.repository))
+            except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+                failed = PushFailed.of(self._why(exc))
+                failed.message = f"no local image {cell.local_ref}, and pulling it failed: {failed.message}"
+                raise failed from None
+        label = (image.labels or {}).get(LABEL)
+        if label != cell.digest:
+            raise PushFailed(
+                f"stale image: {cell.local_ref} is labelled {LABEL}={_short(label)}, not {_short(cell.digest)}: rebuild"
+            )
+        image.tag(cell.repository, tags.immutable)  # a no-op when the local ref is already that
+
+    def _push_tags(self, cell: PushCell, tags: list[str], result: PushResult) -> bool:
+        host = registry_of(cell.repository)
+        started = self.clock()
+        for tag in tags:
+            if host in self.down:  # every try would wait for the same silence: say so at once
+                failed = PushFailed(f"not tried: {host} could not be reached ({self.down[host]})", unreachable=True)
+                self._failed(cell, result, f"push of {cell.repository}:{tag} {failed.message}", failed)
+                return False
+            try:
+                self.client.api.tag(cell.local_ref, cell.repository, tag)  # the local alias moves with the push
+                self.say(f"{cell.slug}: pushing {cell.repository}:{tag}")
+                repo_digest, tries = self._push_one(cell, tag, started)
+            except Exception as exc:
+                result.attempts = max(result.attempts, getattr(exc, "attempts", 1))
+                self._failed(cell, result, f"push of {cell.repository}:{tag} failed: {self._why(exc)}", exc)
+                return False
+            result.attempts = max(result.attempts, tries)
+            if result.repo_digest is None:
+                result.repo_digest = repo_digest
+            elif result.repo_digest != repo_digest:
+                result.status = "failed"
+                result.reason = f"{tag} was pushed as {repo_digest}, not {result.repo_digest} like {result.tags[0]}"
+                self.say(f"{cell.slug}: failed: {result.reason}")
+                return False
+            result.tags.append(tag)
+        return True
+
+    def _push_one(self, cell: PushCell, tag: str, started: float) -> tuple[str, int]:
+        """(repo digest, tries): one tag, retried with backoff while the errors are transient."""
+        tries = 1
+
+        def again(r: Retrying) -> None:
+            nonlocal tries
+            tries = r.failed + 1
+            self.say(f"{cell.slug}: {tag}: {self._why(r.error)}; try {tries}/{r.attempts} in {r.delay:.1f} s")
+
+        try:
+            digest = retry(
+                lambda: self._push_once(cell, tag, started),
+                policy=self.policy,
+                transient=lambda exc: isinstance(exc, PushFailed) and exc.transient,
+                on_retry=again,
+                sleep=self.sleep,
+                draw=self.draw,
+            )
+        except PushFailed as exc:
+            exc.attempts = tries
+            if tries > 1:
+                exc.message += f" (after {tries} tries)"
+            raise
+        return digest, tries
+
+    def _push_once(self, cell: PushCell, tag: str, started: float) -> str:
+        repository = cell.repository
+        auth = self._auth(repository)
+        layers = _Layers(f"{cell.slug}: {tag}", started, self.clock, self.progress_every_s, self.say)
+        digest = None
+        try:
+            stream = self.client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
+            for chunk in stream:
+                if not isinstance(chunk, dict):
+                    continue
+                detail = chunk.get("errorDetail")
+                error = chunk.get("error") or (detail.get("message") if isinstance(detail, dict) else detail)
+                if error:
+                    raise PushFailed.of(self.source.scrubber.line(str(error)))
+                layers.update(chunk)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and aux.get("Digest"):
+                    digest = str(aux["Digest"])
+                elif isinstance(chunk.get("status"), str) and digest is None:
+                    found = DIGEST_IN_STATUS.search(chunk["status"])
+                    digest = found[1] if found else None
+        except docker.errors.APIError as exc:
+            raise PushFailed.of(self._why(exc)) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            # The engine itself did not answer in time (or went away): another try may find it.
+            raise PushFailed(self._why(exc), transient=True) from None
+        layers.finish()
+        if digest is None:  # an engine that did not say: ask the registry for the manifest's digest
+            try:
+                data = self.client.images.get_registry_data(f"{repository}:{tag}", auth_config=auth)
+            except docker.errors.APIError as exc:
+                failed = PushFailed.of(self._why(exc))
+                failed.message = f"pushed, but no digest: {failed.message}"
+                raise failed from None
+            digest = str(data.id)
+        return digest
+
+
+class _Layers:
+    """What one push stream says about its layers, turned into progress lines: layers the registry has of
+    those seen, bytes sent, the cell's elapsed time. A line when a layer is done, else at most every
+    `every_s` while bytes move (one line per step: it reads the same in a terminal and a CI log)."""
+
+    def __init__(self, what: str, started: float, clock: Callable[[], float], every_s: float, say: Say) -> None:
+        self.what, self.started, self.clock, self.every_s, self.say = what, started, clock, every_s, say
+        self.seen: dict[str, int] = {}  # layer -> bytes pushed (the layer's size once it is done)
+        self.done: set[str] = set()
+        self.shown = clock()
+        self.last = ""
+
+    def update(self, chunk: dict[str, Any]) -> None:
+        layer, status = chunk.get("id"), chunk.get("status")
+        if not isinstance(layer, str) or not isinstance(status, str) or status.startswith(layer):
+            return  # not about a layer (the closing "<tag>: digest: ..." line names the tag as its id)
+        self.seen.setdefault(layer, 0)
+        progress = chunk.get("progressDetail")
+        if isinstance(progress, dict) and isinstance(progress.get("current"), int):
+            self.seen[layer] = max(self.seen[layer], progress["current"])
+        if LAYER_DONE.match(status) and layer not in self.done:
+            self.done.add(layer)
+            self._show()
+        elif self.clock() - self.shown >= self.every_s:
+            self._show()
+
+    def finish(self) -> None:
+        if self.seen:
+            self._show()
+
+    def _show(self) -> None:
+        line = f"{len(self.done)}/{len(self.seen)} layers, {_bytes(sum(self.seen.values()))} pushed"
+        if line == self.last:
+            return
+        self.last, self.shown = line, self.clock()
+        self.say(f"{self.what}: {line} ({self.clock() - self.started:.0f} s)")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def _now() -> str:
+    return utc_stamp()
+
+
+# -- the CLI's step ---------------------------------------------------------------------------------------
+
+
+def run_push(
+    profile: str,
+    selected: list[RenderedCell],
+    *,
+    atomic: bool,
+    progress: Say = to_stderr,
+    date: datetime.date | None = None,
+    wait: bool = True,
+) -> list[PushResult]:
+    """`python -m generator push [CELL...] [--atomic]`: one push run per profile at a time, today's UTC date."""
+    from generator.build.runlock import fleet_lock
+    from generator.engine import connect
+
+    with fleet_lock("push", profile, wait=wait, progress=progress):
+        return push(
+            [PushCell.of(r) for r in selected],
+            connect(),
+            profile=profile,
+            atomic=atomic,
+            date=date or datetime.datetime.now(datetime.UTC).date(),
+            progress=progress,
+        )
+
+
+def summary(results: list[PushResult]) -> str:
+    rows = [[r.index, r.slug, r.status, r.attempts, (r.repo_digest or "")[:19], ", ".join(r.tags)] for r in results]
+    lines = [table(["#", "cell", "status", "tries", "repo digest", "tags"], rows)]
+    lines += [f"{r.slug} {r.status}: {r.reason}" for r in results if r.reason]
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
+    down = sorted({r.unreachable for r in results if r.unreachable})
+    if down:
+        lines.append(f"could not reach {', '.join(down)}")
+    return "\n".join(lines)
+
+
+def exit_status(results: list[PushResult]) -> int:
+    """0 when every selected cell was pushed; 2 when a registry could not be reached; 1 otherwise."""
+    if any(r.unreachable for r in results):
+        return 2
+    return 0 if all(r.status == "pushed" for r in results) else 1
