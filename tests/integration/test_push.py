@@ -43,6 +43,7 @@ from generator.render.renderer import RenderedCell, image_tag
 from generator.results import write_record
 from generator.sandbox import services
 from generator.scrub import Scrubber
+from generator.spec.profiles import load_profile
 from tests.standins import closed_port, silent_server, write_helper
 
 REGISTRY = "127.0.0.1:5000"
@@ -594,12 +595,14 @@ def built_and_probed(
     monkeypatch.setenv("AIR_FLEET_RESULTS", str(results))
     monkeypatch.setenv("AIR_FLEET_STATE", str(tmp_path / "state"))
     make_image(client, rendered.ref, rendered.digest)
+    # Where `--matrix` of this file reads and writes its records: a folder of its own under the profile.
+    records = results / load_profile("default", matrix).records
     for step, status in (("build", "built"), ("probe", probe)):
         write_record(
-            results / "default" / step / f"{rendered.cell.slug}.json",
+            records / step / f"{rendered.cell.slug}.json",
             {"slug": rendered.cell.slug, "digest": rendered.digest, "status": status},
         )
-    return matrix, rendered, results
+    return matrix, rendered, records
 
 
 def test_run_push_takes_rendered_cells(
@@ -609,11 +612,13 @@ def test_run_push_takes_rendered_cells(
     name = f"air-fleet/{TOKEN}-cli"
     _, rendered, results = built_and_probed(client, tmp_path, monkeypatch, name, "WARN")
     progress = Lines()
-    (r,) = run_push("default", [rendered], atomic=True, progress=progress)
+    (r,) = run_push(
+        load_profile("default", tmp_path / "matrix.yaml").records, [rendered], atomic=True, progress=progress
+    )
     today = datetime.datetime.now(datetime.UTC).date()
     assert r.status == "pushed" and r.tags == [rendered.tag, rendered.cell.slug, f"{rendered.cell.slug}-{today:%Y%m%d}"]
     assert registry_tags(name) == sorted(r.tags)
-    assert (results / "default" / "push" / f"{rendered.cell.slug}.json").exists()
+    assert (results / "push" / f"{rendered.cell.slug}.json").exists()
 
 
 def test_push_json_prints_the_records_and_keeps_progress_on_stderr(
