@@ -412,3 +412,22 @@ def test_nightly_fans_out_the_plan_and_gates_publication() -> None:
     assert publish["needs"] == "gate" and publish["if"] == "success()"
     assert "python -m generator publish --out site/" in "\n".join(run_texts({"jobs": {"publish": publish}}))
     assert any(s.get("uses", "").startswith("actions/deploy-pages@") for s in publish["steps"])
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_a_forced_night_forces_the_build_too(force: bool, tmp_path: Path) -> None:
+    """The plan lists every cell when forced; the build step must then build them, not report "up to date".
+    The step runs as a runner runs it, with a `python` that records its arguments instead of building."""
+    job = jobs(load(NIGHTLY))["build"]
+    assert job["env"]["FORCE"] == "${{ inputs.force && 'true' || 'false' }}"
+    (build,) = [s for s in job["steps"] if s.get("name") == "Build"]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path}/argv\n')
+    (fake / "python").chmod(0o755)
+    env = {"CELL": "aws-runtime-torch2.6", "FORCE": "true" if force else "false", "PATH": f"{fake}:/usr/bin:/bin"}
+    proc = subprocess.run(["bash", "-eo", "pipefail", "-c", build["run"]], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:3] == ["-m", "generator", "build"] and argv[-1] == "aws-runtime-torch2.6"
+    assert ("--force" in argv) is force

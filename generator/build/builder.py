@@ -86,6 +86,7 @@ class Builder:
         jobs: int = 1,
         check_registry: bool = True,
         source: CredentialSource | None = None,
+        force: bool = False,
     ) -> None:
         self.client = client
         self.images_dir = images_dir
@@ -95,6 +96,9 @@ class Builder:
         self.progress = progress
         self.jobs = max(1, jobs)
         self.check_registry = check_registry
+        # --force: build even when an image with this digest exists (locally or in the registry), e.g. to
+        # pick up a base republished under the same tag before the lock pins bases by digest.
+        self.force = force
         self.source = CredentialSource() if source is None and check_registry else source
         self.cancel = threading.Event()
         self.halted: FleetError | None = None  # the registry could not answer: no further cell starts
@@ -149,7 +153,7 @@ class Builder:
                 raise Cancelled
             if self.halted is not None:
                 raise Halted(f"not started: {self.halted}")
-            where = self._exists(rendered)
+            where = None if self.force else self._exists(rendered)
             if where is not None:
                 result.status, result.where = "up to date", where
                 if where == "local":

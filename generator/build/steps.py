@@ -108,8 +108,10 @@ def run_build(
     jobs: int,
     wait: bool,
     quiet: bool = False,
+    force: bool = False,
 ) -> list[BuildResult]:
-    """Generate, then build the selected cells; FAILing cells are reported, never built."""
+    """Generate, then build the selected cells; FAILing cells are reported, never built. `force` builds
+    even cells whose image exists."""
     out = fleet.profile.images
     progress = Progress(total=len(selected), quiet=quiet)
     results_dir = paths.results_dir()
@@ -121,7 +123,7 @@ def run_build(
         client = connect()
         buildable = [r for r in selected if r.status != FAIL]
         refused = [_refused(r, fleet.profile.records, results_dir) for r in selected if r.status == FAIL]
-        builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs)
+        builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force)
         built = builder.run(buildable)
     by_slug = {r.slug: r for r in [*built, *refused]}
     return [by_slug[r.cell.slug] for r in selected if r.cell.slug in by_slug]

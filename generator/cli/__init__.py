@@ -110,6 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     _cells_arg(s)
     s.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default: 2)")
     s.add_argument("--no-wait", action="store_true", help="fail at once if another build holds the lock")
+    s.add_argument(
+        "--force", action="store_true", help="build even cells whose image already exists (locally or in the registry)"
+    )
     s.add_argument("--json", action="store_true", help="print the result records as JSON")
 
     s = sub.add_parser("probe", help="run the probe inside each built image and judge the REAL facts")

@@ -44,7 +44,7 @@ def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
     everything = fleet.render()
     wanted = {c.slug for c in select(fleet.cells, args.cells)}
     selected = [r for r in everything if r.cell.slug in wanted]
-    results = run_build(fleet, selected, everything, jobs=args.jobs, wait=not args.no_wait)
+    results = run_build(fleet, selected, everything, jobs=args.jobs, wait=not args.no_wait, force=args.force)
     if args.json:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:

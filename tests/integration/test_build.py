@@ -149,6 +149,14 @@ def test_second_run_starts_no_build(project: Path) -> None:
     assert not any(r["build_started"] for r in records)
 
 
+def test_force_builds_a_cell_whose_image_exists(project: Path) -> None:
+    """`build --force` builds even what is "up to date" (the nightly's `force` input passes it)."""
+    result = cli(project, "build", "--force", PLAIN)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((records_of(project) / "build" / f"{PLAIN}.json").read_text())
+    assert (record["status"], record["build_started"]) == ("built", True)
+
+
 def test_the_broken_cell_makes_the_exit_status_non_zero(project: Path) -> None:
     result = cli(project, "build")
     assert result.returncode == 1
