@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import yaml
@@ -71,7 +73,6 @@ def test_every_generated_file_says_so(rendered: dict[str, RenderedCell]) -> None
             "requirements.txt",
             "fleet/expect.json",
             "fleet/smoke.py",
-            "fleet/probe.py",
             "wheels.json",
             "air.yaml",
             "COMPAT.md",
@@ -319,3 +320,22 @@ def test_digest_ignores_comments_but_not_instructions() -> None:
     df = "# GENERATED\nFROM x\n\n# why\nRUN a \\\n    # inner comment\n    && b\n"
     assert instructions(df) == "FROM x\nRUN a \\\n    && b"
     assert instructions(df) != instructions(df.replace("&& b", "&& c"))
+
+
+def test_the_host_side_payloads_move_no_digest(
+    load_fleet: LoadFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """probe.py and bench.py are copied into containers at run time: editing them rebuilds nothing. smoke.py
+    ships in the image (the example jobs run it), so editing it does move every digest."""
+    from generator.render import renderer
+
+    before = _digests(load_fleet, DIGEST_BASE)
+    payload = tmp_path / "payload"
+    shutil.copytree(renderer.PAYLOAD, payload)
+    for name in ("probe.py", "bench.py"):
+        (payload / name).write_text((payload / name).read_text() + "\n# an edit\n")
+    monkeypatch.setattr(renderer, "PAYLOAD", payload)
+    assert _digests(load_fleet, DIGEST_BASE) == before
+    (payload / "smoke.py").write_text((payload / "smoke.py").read_text() + "\n# an edit\n")
+    after = _digests(load_fleet, DIGEST_BASE)
+    assert set(after) == set(before) and all(after[s] != before[s] for s in before)

@@ -122,8 +122,8 @@ class Renderer:
         self.env = environment()
         self.dockerfile = self.env.get_template("Dockerfile.j2")
         self.smoke = f"# {HEADER}\n" + (PAYLOAD / "smoke.py").read_text(encoding="utf-8")
-        # Shipped at /opt/fleet/probe.py for anyone to run; `probe` copies in its own current copy anyway.
-        self.probe = f"# {HEADER}\n" + (PAYLOAD / "probe.py").read_text(encoding="utf-8")
+        # The probe and bench payloads are NOT in the image: `probe` and `bench` copy their current copy into
+        # the container at run time, so editing them moves no content digest and rebuilds nothing.
 
     def render(self, cell: Cell, checks: list[Check]) -> RenderedCell:
         if cell.torch_wheel is not None and not cell.torch_wheel.filename:
@@ -136,7 +136,6 @@ class Renderer:
             "requirements.txt": self._requirements(cell),
             "fleet/expect.json": _json({"_generated": HEADER, **expect_json(cell)}),
             "fleet/smoke.py": self.smoke,
-            "fleet/probe.py": self.probe,
         }
         for n, pem in enumerate(cell.ca_certificates, 1):  # one certificate a file: update-ca-certificates' rule
             context_files[f"{CA_DIR}/air-fleet-{n:03d}.crt"] = pem + "\n"
