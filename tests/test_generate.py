@@ -44,7 +44,7 @@ def generate(matrix: Path, out: Path, *extra: str) -> dict[str, object]:
 def test_cold_then_noop_then_one_pin(write_matrix: WriteMatrix, tmp_path: Path) -> None:
     matrix, out = write_matrix(MATRIX), tmp_path / "images"
     cold = generate(matrix, out)
-    assert cold["cells"] == 8 and cold["written"] == 8 * 10 + 1  # 10 files per cell + index.json
+    assert cold["cells"] == 8 and cold["written"] == 8 * 9 + 1  # 9 files per cell + index.json
     first = snapshot(out)
 
     noop = generate(matrix, out)
