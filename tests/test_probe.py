@@ -27,19 +27,8 @@ from generator.model import Cell, Extension, Origin
 from generator.render.renderer import expect_json
 from generator.resolve.checks import FAIL, NA, OK, WARN, Check, worst
 from generator.spec.profiles import load_profile
-from generator.verify.probe import (
-    NOT_MEASURED,
-    PAYLOAD,
-    PROBE_DIR,
-    Expectations,
-    ProbeError,
-    ProbeResult,
-    _archive,
-    _parse,
-    expectations_for,
-    judge,
-    report,
-)
+from generator.verify.judge import NOT_MEASURED, Expectations, expectations_for, judge
+from generator.verify.probe import PAYLOAD, PROBE_DIR, ProbeError, ProbeResult, _archive, _parse, report
 from tests.conftest import build_matrix
 
 GPU_ROWS = ("driver", "cuda", "nccl")

@@ -10,8 +10,8 @@ from generator.tables import table
 
 
 def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
-    from generator.release.push import exit_status, run_push
-    from generator.release.push import summary as push_summary
+    from generator.release.pushstep import exit_status, run_push
+    from generator.release.pushstep import summary as push_summary
 
     results = run_push(fleet.profile.records, selected(fleet, args.cells), atomic=args.atomic, wait=not args.no_wait)
     if args.json:

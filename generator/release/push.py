@@ -1,10 +1,7 @@
 """Push the fleet's images: only cells whose build and probe passed, under their immutable tag and aliases.
 
-- **Gate.** A cell is pushed only if its build record (`results/<profile>/build/<slug>.json`) says
-  `built` or `up to date` for the cell's current digest AND its probe record
-  (`results/<profile>/probe/<slug>.json`: at least `{"slug", "digest", "status"}`, status one of
-  OK / WARN / FAIL / N/A) is for the same digest and did not FAIL. N/A (nothing measurable failed)
-  passes; FAIL, a missing record or an unknown status does not.
+- **Gate.** A cell is pushed only if `generator.release.gate` lets it: its build and probe records passed
+  for the cell's current digest.
 - **Atomic** (`--atomic`, what the nightly uses): if any selected cell is refused by the gate, or its
   local image is missing or stale, nothing is pushed. Immutable tags are pushed first for every cell and
   the moving aliases only once all of them are in, so a failing push never moves an alias.
@@ -16,8 +13,7 @@
 - **Unreachable.** A registry that gave no answer at all through every try (refused, no such host, a
   registry that accepts and never answers) is marked `unreachable` in the records; the cells still to
   push there fail at once without a try, and the run's exit status is 2 (a service that cannot be reached).
-- **Progress.** Each tag's push stream is followed on stderr: layers done of those seen, bytes pushed and
-  the cell's elapsed time, a line whenever a layer is done and at least every `progress_every_s`.
+- **Progress.** Each tag's push stream is followed on stderr (`generator.release.pushprogress`).
 - **Records.** `results/<profile>/push/<slug>.json` per cell: slug, digest, status, tags, repo_digest
   (the registry's manifest digest: pull `<repository>@<repo_digest>`), pushed_at, attempts, reason,
   unreachable (the registry host that could not be reached, else null).
@@ -48,22 +44,16 @@ from generator import paths
 from generator.clock import utc_stamp
 from generator.progress import to_stderr
 from generator.release.credentials import CredentialSource, registry_of
+from generator.release.gate import gate, short_digest
+from generator.release.pushprogress import PROGRESS_EVERY_S, Layers, Say
 from generator.release.registry import transient, unreachable
 from generator.release.tags import Tags, tags_for
 from generator.render.renderer import RenderedCell
-from generator.results import read_record, record_path, write_record
+from generator.results import record_path, write_record
 from generator.retry import Policy, Retrying, retry
-from generator.tables import table
 
 LABEL = "air-fleet.digest"
-BUILD_PASSED = frozenset({"built", "up to date"})
-PROBE_PASSED = frozenset({"OK", "WARN", "N/A"})
 DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
-# A layer the registry has once the stream says one of these (a mount is a copy from another repository).
-LAYER_DONE = re.compile(r"^(?:Pushed|Layer already exists|Mounted from\b)")
-PROGRESS_EVERY_S = 10.0
-
-Say = Callable[[str], None]
 
 
 # -- what is pushed ---------------------------------------------------------------------------------------
@@ -105,33 +95,6 @@ class PushResult:
 
     def record(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- the gate ---------------------------------------------------------------------------------------------
-
-
-def gate(results: Path, profile: str, slug: str, digest: str) -> tuple[bool, str]:
-    """May this cell be pushed? (ok, why) from its build and probe records, both for this very digest."""
-    build = read_record(record_path(results, profile, "build", slug))
-    if build is None:
-        return False, "no build record: run `build` first"
-    if build.get("digest") != digest:
-        return False, f"the build record is for {_short(build.get('digest'))}, not {_short(digest)}: rebuild"
-    if build.get("status") not in BUILD_PASSED:
-        return False, f"build {build.get('status')}"
-    probe = read_record(record_path(results, profile, "probe", slug))
-    if probe is None:
-        return False, "no probe record: run `probe` first"
-    if probe.get("slug", slug) != slug or probe.get("digest") != digest:
-        return False, f"the probe record is for {_short(probe.get('digest'))}, not {_short(digest)}: probe again"
-    status = probe.get("status")
-    if status not in PROBE_PASSED:
-        return False, f"probe {status}"
-    return True, f"build {build['status']}, probe {status}"
-
-
-def _short(digest: object) -> str:
-    return str(digest).removeprefix("sha256:")[:12] if digest else "no digest"
 
 
 # -- pushing ----------------------------------------------------------------------------------------------
@@ -333,7 +296,8 @@ class _Pusher:
         label = (image.labels or {}).get(LABEL)
         if label != cell.digest:
             raise PushFailed(
-                f"stale image: {cell.local_ref} is labelled {LABEL}={_short(label)}, not {_short(cell.digest)}: rebuild"
+                f"stale image: {cell.local_ref} is labelled {LABEL}={short_digest(label)}, "
+                f"not {short_digest(cell.digest)}: rebuild"
             )
         image.tag(cell.repository, tags.immutable)  # a no-op when the local ref is already that
 
@@ -392,7 +356,7 @@ class _Pusher:
     def _push_once(self, cell: PushCell, tag: str, started: float) -> str:
         repository = cell.repository
         auth = self._auth(repository)
-        layers = _Layers(f"{cell.slug}: {tag}", started, self.clock, self.progress_every_s, self.say)
+        layers = Layers(f"{cell.slug}: {tag}", started, self.clock, self.progress_every_s, self.say)
         digest = None
         try:
             stream = self.client.api.push(repository, tag=tag, stream=True, decode=True, auth_config=auth)
@@ -427,98 +391,5 @@ class _Pusher:
         return digest
 
 
-class _Layers:
-    """What one push stream says about its layers, turned into progress lines: layers the registry has of
-    those seen, bytes sent, the cell's elapsed time. A line when a layer is done, else at most every
-    `every_s` while bytes move (one line per step: it reads the same in a terminal and a CI log)."""
-
-    def __init__(self, what: str, started: float, clock: Callable[[], float], every_s: float, say: Say) -> None:
-        self.what, self.started, self.clock, self.every_s, self.say = what, started, clock, every_s, say
-        self.seen: dict[str, int] = {}  # layer -> bytes pushed (the layer's size once it is done)
-        self.done: set[str] = set()
-        self.shown = clock()
-        self.last = ""
-
-    def update(self, chunk: dict[str, Any]) -> None:
-        layer, status = chunk.get("id"), chunk.get("status")
-        if not isinstance(layer, str) or not isinstance(status, str) or status.startswith(layer):
-            return  # not about a layer (the closing "<tag>: digest: ..." line names the tag as its id)
-        self.seen.setdefault(layer, 0)
-        progress = chunk.get("progressDetail")
-        if isinstance(progress, dict) and isinstance(progress.get("current"), int):
-            self.seen[layer] = max(self.seen[layer], progress["current"])
-        if LAYER_DONE.match(status) and layer not in self.done:
-            self.done.add(layer)
-            self._show()
-        elif self.clock() - self.shown >= self.every_s:
-            self._show()
-
-    def finish(self) -> None:
-        if self.seen:
-            self._show()
-
-    def _show(self) -> None:
-        line = f"{len(self.done)}/{len(self.seen)} layers, {_bytes(sum(self.seen.values()))} pushed"
-        if line == self.last:
-            return
-        self.last, self.shown = line, self.clock()
-        self.say(f"{self.what}: {line} ({self.clock() - self.started:.0f} s)")
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
 def _now() -> str:
     return utc_stamp()
-
-
-# -- the CLI's step ---------------------------------------------------------------------------------------
-
-
-def run_push(
-    profile: str,
-    selected: list[RenderedCell],
-    *,
-    atomic: bool,
-    progress: Say = to_stderr,
-    date: datetime.date | None = None,
-    wait: bool = True,
-) -> list[PushResult]:
-    """`python -m generator push [CELL...] [--atomic]`: one push run per profile at a time, today's UTC date."""
-    from generator.build.runlock import fleet_lock
-    from generator.engine import connect
-
-    with fleet_lock("push", profile, wait=wait, progress=progress):
-        return push(
-            [PushCell.of(r) for r in selected],
-            connect(),
-            profile=profile,
-            atomic=atomic,
-            date=date or datetime.datetime.now(datetime.UTC).date(),
-            progress=progress,
-        )
-
-
-def summary(results: list[PushResult]) -> str:
-    rows = [[r.index, r.slug, r.status, r.attempts, (r.repo_digest or "")[:19], ", ".join(r.tags)] for r in results]
-    lines = [table(["#", "cell", "status", "tries", "repo digest", "tags"], rows)]
-    lines += [f"{r.slug} {r.status}: {r.reason}" for r in results if r.reason]
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
-    lines.append(", ".join(f"{n} {status}" for status, n in counts.items()))
-    down = sorted({r.unreachable for r in results if r.unreachable})
-    if down:
-        lines.append(f"could not reach {', '.join(down)}")
-    return "\n".join(lines)
-
-
-def exit_status(results: list[PushResult]) -> int:
-    """0 when every selected cell was pushed; 2 when a registry could not be reached; 1 otherwise."""
-    if any(r.unreachable for r in results):
-        return 2
-    return 0 if all(r.status == "pushed" for r in results) else 1

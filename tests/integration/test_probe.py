@@ -38,7 +38,8 @@ from generator.site.catalogue import NO_GPU_MEASURED, Records, catalogue
 from generator.site.publish import write_site
 from generator.spec.profiles import load_profile
 from generator.verify.bench import bench_image, write_bench_record
-from generator.verify.probe import NOT_MEASURED, ProbeResult, probe_cells, probe_image, report
+from generator.verify.judge import NOT_MEASURED
+from generator.verify.probe import ProbeResult, probe_cells, probe_image, report
 from tests.browser import Browser
 
 REPOSITORY = f"air-fleet/test-probe-{uuid.uuid4().hex[:8]}"

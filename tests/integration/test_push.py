@@ -37,7 +37,9 @@ from generator.engine import connect
 from generator.fleet import Fleet
 from generator.release import push as push_mod
 from generator.release.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialsError, CredentialSource
-from generator.release.push import PushCell, PushResult, exit_status, gate, run_push, summary
+from generator.release.gate import gate
+from generator.release.push import PushCell, PushResult
+from generator.release.pushstep import exit_status, run_push, summary
 from generator.release.registry import transient, unreachable
 from generator.render.renderer import RenderedCell, image_tag
 from generator.results import write_record
