@@ -26,8 +26,9 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator.deps import wheelhouse
-from generator.deps.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
+from generator.deps import pins, wheelhouse
+from generator.deps.pins import Locked, Request, WheelhouseError
+from generator.deps.wheelhouse import fetch, lock, read_lock, stage, write_lock
 from generator.model import Artifact
 
 PROBE = "wheelhouse-probe"  # a project no configured index has: only the index served here knows it
@@ -150,7 +151,7 @@ def test_request_keys_name_what_decides_the_file() -> None:
     assert torch.key == "torch==2.13.0 cp311 manylinux_2_28_x86_64"
     assert Request("torch", "2.13.0", None, None).key != torch.key  # another Python: another file
     artifact = Artifact(filename="einops-0.8.2-py3-none-any.whl", url=None, project="einops", version="0.8.2")
-    assert wheelhouse.request_for(artifact, "3.11") == Request(
+    assert pins.request_for(artifact, "3.11") == Request(
         "einops", "0.8.2", "einops-0.8.2-py3-none-any.whl", None, "3.11"
     )
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 
-from generator.deps.wheelhouse import Locked, Request, WheelhouseError, request_for
+from generator.deps.pins import Locked, Request, WheelhouseError, request_for
 from generator.model import Artifact, Cell
 
 
