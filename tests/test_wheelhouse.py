@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator.deps import pins, wheelhouse
+from generator.deps import download, pins, wheelhouse
 from generator.deps.pins import Locked, Request, WheelhouseError
 from generator.deps.wheelhouse import fetch, lock, read_lock, stage, write_lock
 from generator.model import Artifact
@@ -301,12 +301,12 @@ def test_transient_503_is_retried(server: Server, cache: Path) -> None:
 
 
 def test_persistent_failures_give_up(server: Server, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wheelhouse, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(download, "BACKOFF_S", 0.01)
     data = payload(10, 9)
-    server.fail["/p.whl"] = [503] * wheelhouse.ATTEMPTS
-    with pytest.raises(WheelhouseError, match=f"HTTP 503.*gave up after {wheelhouse.ATTEMPTS} tries"):
+    server.fail["/p.whl"] = [503] * download.ATTEMPTS
+    with pytest.raises(WheelhouseError, match=f"HTTP 503.*gave up after {download.ATTEMPTS} tries"):
         fetch(Locked("p.whl", server.add("p.whl", data), sha(data), 10), cache)
-    assert server.gets("p.whl") == wheelhouse.ATTEMPTS
+    assert server.gets("p.whl") == download.ATTEMPTS
     with pytest.raises(WheelhouseError, match="gave up"):  # nothing listening: retried, then one clear line
         fetch(Locked("p.whl", dead_url("p.whl"), sha(data), 10), cache)
     assert cache_files(cache) == []
@@ -518,7 +518,7 @@ def test_pip_resolves_torch_from_find_links_without_downloading(cache: Path) -> 
     assert entry.filename.endswith("cp311-cp311-manylinux_2_28_x86_64.whl")
     assert entry.url.startswith("file://")
     assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
-    assert entry.size == wheelhouse._local_path(entry.url).stat().st_size > 100_000_000
+    assert entry.size == download.local_path(entry.url).stat().st_size > 100_000_000
     assert cache_files(cache) == []  # pip's report had the hash: nothing downloaded, nothing hashed here
 
 
