@@ -26,7 +26,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator.deps import download, pins, wheelhouse
+from generator.deps import download, index, pins, wheelhouse
 from generator.deps.pins import Locked, Request, WheelhouseError
 from generator.deps.wheelhouse import fetch, lock, read_lock, stage, write_lock
 from generator.model import Artifact
@@ -174,12 +174,12 @@ def test_bad_requests_are_refused_before_anything_runs(args: tuple[Any, ...], wh
 
 
 def test_platform_tags_cover_the_older_manylinux_family() -> None:
-    tags = wheelhouse.platform_tags("manylinux_2_28_x86_64")
+    tags = index.platform_tags("manylinux_2_28_x86_64")
     assert tags[0] == "manylinux_2_28_x86_64"
     assert tags.index("manylinux_2_17_x86_64") + 1 == tags.index("manylinux2014_x86_64")
     assert tags[-2:] == ["manylinux_2_5_x86_64", "manylinux1_x86_64"]
     assert len(tags) == len(set(tags)) == 24 + 3
-    assert wheelhouse.platform_tags("linux_x86_64") == ["linux_x86_64"]
+    assert index.platform_tags("linux_x86_64") == ["linux_x86_64"]
 
 
 # ------------------------------------------------------------------------------------- lock: URLs
