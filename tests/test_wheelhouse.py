@@ -26,9 +26,10 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator.deps import download, index, pins, wheelhouse
+from generator.deps import download, index, lockfile, pins
+from generator.deps.lockfile import read_lock, write_lock
 from generator.deps.pins import Locked, Request, WheelhouseError
-from generator.deps.wheelhouse import fetch, lock, read_lock, stage, write_lock
+from generator.deps.wheelhouse import fetch, lock, stage
 from generator.model import Artifact
 
 PROBE = "wheelhouse-probe"  # a project no configured index has: only the index served here knows it
@@ -438,7 +439,7 @@ def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) ->
     assert write_lock(path, ENTRIES) is True
     data = path.read_bytes()
     assert json.loads(data) == {
-        "_generated": wheelhouse.LOCK_HEADER,
+        "_generated": lockfile.LOCK_HEADER,
         "files": {
             "einops==0.8.2 einops-0.8.2-py3-none-any.whl": {
                 "filename": "einops-0.8.2-py3-none-any.whl",
@@ -481,7 +482,7 @@ def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) ->
 )
 def test_read_lock_checks_every_entry(tmp_path: Path, entry: dict[str, Any], why: str) -> None:
     path = tmp_path / "lock.json"
-    path.write_text(json.dumps({"_generated": wheelhouse.LOCK_HEADER, "files": {"x==1": entry}}))
+    path.write_text(json.dumps({"_generated": lockfile.LOCK_HEADER, "files": {"x==1": entry}}))
     with pytest.raises(WheelhouseError, match=f"lock.json: files.x==1: .*{why}"):
         read_lock(path)
 
