@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.deps.lockfile import apply_lock
-from generator.deps.wheelhouse import read_lock
+from generator.deps.cells import apply_lock
+from generator.deps.lockfile import read_lock
 from generator.errors import MatrixError
 from generator.model import Cell, Matrix, Origin
 from generator.render.renderer import HEADER, RenderedCell, Renderer, cell_summary

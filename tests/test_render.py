@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from generator.deps.lockfile import unlocked
+from generator.deps.cells import unlocked
 from generator.fleet import Fleet
 from generator.render.renderer import HEADER, RenderedCell, instructions
 from generator.spec.knowledge import knowledge

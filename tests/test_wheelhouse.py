@@ -26,8 +26,10 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from generator.deps import wheelhouse
-from generator.deps.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
+from generator.deps import download, index, lockfile, pins
+from generator.deps.lockfile import read_lock, write_lock
+from generator.deps.pins import Locked, Request, WheelhouseError
+from generator.deps.wheelhouse import fetch, lock, stage
 from generator.model import Artifact
 
 PROBE = "wheelhouse-probe"  # a project no configured index has: only the index served here knows it
@@ -150,7 +152,7 @@ def test_request_keys_name_what_decides_the_file() -> None:
     assert torch.key == "torch==2.13.0 cp311 manylinux_2_28_x86_64"
     assert Request("torch", "2.13.0", None, None).key != torch.key  # another Python: another file
     artifact = Artifact(filename="einops-0.8.2-py3-none-any.whl", url=None, project="einops", version="0.8.2")
-    assert wheelhouse.request_for(artifact, "3.11") == Request(
+    assert pins.request_for(artifact, "3.11") == Request(
         "einops", "0.8.2", "einops-0.8.2-py3-none-any.whl", None, "3.11"
     )
 
@@ -173,12 +175,12 @@ def test_bad_requests_are_refused_before_anything_runs(args: tuple[Any, ...], wh
 
 
 def test_platform_tags_cover_the_older_manylinux_family() -> None:
-    tags = wheelhouse.platform_tags("manylinux_2_28_x86_64")
+    tags = index.platform_tags("manylinux_2_28_x86_64")
     assert tags[0] == "manylinux_2_28_x86_64"
     assert tags.index("manylinux_2_17_x86_64") + 1 == tags.index("manylinux2014_x86_64")
     assert tags[-2:] == ["manylinux_2_5_x86_64", "manylinux1_x86_64"]
     assert len(tags) == len(set(tags)) == 24 + 3
-    assert wheelhouse.platform_tags("linux_x86_64") == ["linux_x86_64"]
+    assert index.platform_tags("linux_x86_64") == ["linux_x86_64"]
 
 
 # ------------------------------------------------------------------------------------- lock: URLs
@@ -300,12 +302,12 @@ def test_transient_503_is_retried(server: Server, cache: Path) -> None:
 
 
 def test_persistent_failures_give_up(server: Server, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wheelhouse, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(download, "BACKOFF_S", 0.01)
     data = payload(10, 9)
-    server.fail["/p.whl"] = [503] * wheelhouse.ATTEMPTS
-    with pytest.raises(WheelhouseError, match=f"HTTP 503.*gave up after {wheelhouse.ATTEMPTS} tries"):
+    server.fail["/p.whl"] = [503] * download.ATTEMPTS
+    with pytest.raises(WheelhouseError, match=f"HTTP 503.*gave up after {download.ATTEMPTS} tries"):
         fetch(Locked("p.whl", server.add("p.whl", data), sha(data), 10), cache)
-    assert server.gets("p.whl") == wheelhouse.ATTEMPTS
+    assert server.gets("p.whl") == download.ATTEMPTS
     with pytest.raises(WheelhouseError, match="gave up"):  # nothing listening: retried, then one clear line
         fetch(Locked("p.whl", dead_url("p.whl"), sha(data), 10), cache)
     assert cache_files(cache) == []
@@ -437,7 +439,7 @@ def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) ->
     assert write_lock(path, ENTRIES) is True
     data = path.read_bytes()
     assert json.loads(data) == {
-        "_generated": wheelhouse.LOCK_HEADER,
+        "_generated": lockfile.LOCK_HEADER,
         "files": {
             "einops==0.8.2 einops-0.8.2-py3-none-any.whl": {
                 "filename": "einops-0.8.2-py3-none-any.whl",
@@ -480,7 +482,7 @@ def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) ->
 )
 def test_read_lock_checks_every_entry(tmp_path: Path, entry: dict[str, Any], why: str) -> None:
     path = tmp_path / "lock.json"
-    path.write_text(json.dumps({"_generated": wheelhouse.LOCK_HEADER, "files": {"x==1": entry}}))
+    path.write_text(json.dumps({"_generated": lockfile.LOCK_HEADER, "files": {"x==1": entry}}))
     with pytest.raises(WheelhouseError, match=f"lock.json: files.x==1: .*{why}"):
         read_lock(path)
 
@@ -517,7 +519,7 @@ def test_pip_resolves_torch_from_find_links_without_downloading(cache: Path) -> 
     assert entry.filename.endswith("cp311-cp311-manylinux_2_28_x86_64.whl")
     assert entry.url.startswith("file://")
     assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
-    assert entry.size == wheelhouse._local_path(entry.url).stat().st_size > 100_000_000
+    assert entry.size == download.local_path(entry.url).stat().st_size > 100_000_000
     assert cache_files(cache) == []  # pip's report had the hash: nothing downloaded, nothing hashed here
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from generator import paths
 from generator.build.builder import Builder, BuildResult
 from generator.build.runlock import fleet_lock
-from generator.deps.lockfile import requests_for, unlocked
-from generator.deps.wheelhouse import Locked, Request, WheelhouseError, fetch, lock, read_lock, stage, write_lock
+from generator.deps.cells import requests_for, unlocked
+from generator.deps.lockfile import read_lock, write_lock
+from generator.deps.pins import Locked, Request, WheelhouseError
+from generator.deps.wheelhouse import fetch, lock, stage
 from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet, desired_files

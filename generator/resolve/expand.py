@@ -169,7 +169,7 @@ def build_cell(
         repository=matrix.repository,
         origin=origin,
         ca_certificates=matrix.ca_certificates,
-        # The file name is pip's choice, known once locked (generator/deps/lockfile.py fills it in).
+        # The file name is pip's choice, known once locked (generator/deps/cells.py fills it in).
         torch_wheel=Artifact(filename="", url=None, project="torch", version=row.version)
         if torch_from == "wheelhouse"
         else None,

@@ -1,0 +1,57 @@
+"""Between cells and the wheelhouse: what each cell needs locked, and the lock's answers put back in.
+
+The lock is an input of rendering (DESIGN: "[Cell] + lock -> render"): a locked artifact carries its URL
+and sha256 into wheels.json and into the content digest, so relocking a file to other bytes rebuilds
+exactly the cells that COPY it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from functools import partial
+
+from generator.deps.pins import Locked, Request, WheelhouseError, request_for
+from generator.model import Artifact, Cell
+
+
+def torch_wheel_request(cell: Cell) -> Request:
+    """torch from the wheelhouse: pip picks the file for the cell's Python on Linux x86_64."""
+    return Request(project="torch", version=cell.torch, filename=None, url=None, python=cell.python)
+
+
+def requests_for(cell: Cell) -> list[Request]:
+    out = [request_for(a, cell.python) for a in cell.system_artifacts]
+    out += [torch_wheel_request(cell)] if cell.torch_wheel is not None else []
+    out += [request_for(a, cell.python) for e in cell.extensions for a in e.artifacts]
+    return out
+
+
+def _filled(artifact: Artifact, request: Callable[[], Request], lock: Mapping[str, Locked]) -> Artifact:
+    if not lock:
+        return artifact
+    try:
+        found = lock.get(request().key)
+    except WheelhouseError:
+        return artifact  # not lockable as it stands: `lock` reports why; loading the matrix must not fail
+    if found is None:
+        return artifact
+    return replace(artifact, filename=found.filename, url=found.url, sha256=found.sha256, size=found.size)
+
+
+def apply_lock(cell: Cell, lock: Mapping[str, Locked]) -> Cell:
+    """The cell with every artifact the lock knows filled in (name, URL, sha256); others unchanged."""
+    torch_wheel = cell.torch_wheel
+    if torch_wheel is not None:
+        torch_wheel = _filled(torch_wheel, lambda: torch_wheel_request(cell), lock)
+    extensions = tuple(
+        replace(e, artifacts=tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in e.artifacts))
+        for e in cell.extensions
+    )
+    system = tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in cell.system_artifacts)
+    return replace(cell, torch_wheel=torch_wheel, extensions=extensions, system_artifacts=system)
+
+
+def unlocked(cell: Cell) -> list[str]:
+    """Files of the cell without a sha256 yet: what `lock` still has to resolve."""
+    return [a.filename or f"{a.project}=={a.version}" for a in cell.artifacts if a.sha256 is None or a.size is None]
