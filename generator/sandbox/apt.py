@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 from generator.clock import utc_stamp
+from generator.sandbox.errors import ServiceError
 from generator.sandbox.processes import append_private
-from generator.sandbox.report import Progress, ServiceError, gist
+from generator.sandbox.report import Progress, gist
 
 PACKAGES = {
     "dockerd": "docker.io",

@@ -16,8 +16,9 @@ import docker
 import docker.errors
 
 from generator.sandbox import apt, processes
+from generator.sandbox.errors import ServiceError
 from generator.sandbox.layout import StateFiles
-from generator.sandbox.report import Progress, ServiceError, ServiceState, first_line
+from generator.sandbox.report import Progress, ServiceState, first_line
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 SYSTEM_DOCKERD_PIDFILE = Path("/var/run/docker.pid")

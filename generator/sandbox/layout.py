@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from generator import paths
-from generator.sandbox.report import ServiceError
+from generator.sandbox.errors import ServiceError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from generator.clock import utc_stamp
-from generator.sandbox.report import Progress, ServiceError, gist
+from generator.sandbox.errors import ServiceError
+from generator.sandbox.report import Progress, gist
 
 STOP_WAIT_S = 30.0  # dockerd gives running containers 15 s to stop before it exits
 POLL_S = 0.2

@@ -18,8 +18,9 @@ from typing import Literal, NamedTuple
 import yaml
 
 from generator.sandbox import apt, processes
+from generator.sandbox.errors import ServiceError
 from generator.sandbox.layout import StateFiles
-from generator.sandbox.report import Progress, ServiceError, ServiceState, first_line
+from generator.sandbox.report import Progress, ServiceState, first_line
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
 REGISTRY_WAIT_S = 30.0

@@ -1,7 +1,5 @@
-"""What the sandbox's services report: one ServiceState each, and failures as one ServiceError line.
-
-The lines are drawn from a service's log (its gist) or an exception (its first line), so that a failure
-says what failed, why and where the log is without pasting the log.
+"""What the sandbox's services report: one ServiceState each, and the one-line reasons in it and in a
+ServiceError, drawn from a service's log (its gist) or an exception (its first line).
 """
 
 from __future__ import annotations
@@ -11,13 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.errors import FleetError
-
 Progress = Callable[[str], None]
-
-
-class ServiceError(FleetError):
-    """A service cannot start or stop: one line saying what failed, why (its log's gist) and where the log is."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ only what `up` started. Every failure is one ServiceError line: what failed, the
 
 This module is the façade that the CLI, the tests and the benchmarks call. The engine (dockerd.py), the
 registry (registry.py), Debian's packages (apt.py), the processes started (processes.py), the state
-folder (layout.py) and what they report (report.py) each have a module of their own.
+folder (layout.py), what they report (report.py) and their failure (errors.py) each have their module.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from generator.sandbox import apt, dockerd, layout, processes
 from generator.sandbox import registry as local_registry  # `registry` is the address parameter below
 from generator.sandbox.dockerd import DEFAULT_DOCKER_HOST, Engine, default_engine
+from generator.sandbox.errors import ServiceError
 from generator.sandbox.registry import DEFAULT_REGISTRY
-from generator.sandbox.report import Progress, ServiceError, ServiceState
+from generator.sandbox.report import Progress, ServiceState
 
 __all__ = [
     "DEFAULT_DOCKER_HOST",
