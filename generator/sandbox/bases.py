@@ -31,6 +31,7 @@ import docker.errors
 import jinja2
 
 from generator.sandbox.errors import SandboxBaseError
+from generator.sandbox.processes import make_private, write_private
 from generator.sandbox.rootfs import BUILT, ROOTFS_REF, UP_TO_DATE, ensure_rootfs, find_image, first_line, logs_dir
 
 # BUILT, UP_TO_DATE and SandboxBaseError are ensure_bases's outcomes and failure: callers take them from here.
@@ -177,6 +178,7 @@ def ensure_bases(
     """
     wanted = stand_ins() if wanted is None else wanted
     with _lock():
+        make_private(logs_dir().glob("*.log"))  # also those an older run wrote 0644 and no build rewrites now
         parent_id = ensure_rootfs(client, progress)
         return [(stand_in, _ensure(client, plan(stand_in, templates), parent_id, progress)) for stand_in in wanted]
 
@@ -222,7 +224,7 @@ def _build(client: docker.DockerClient, build: BuildPlan, digest: str) -> None:
     log = logs_dir() / f"{stand_in.slug}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     step = "before the first step"
-    with log.open("w", encoding="utf-8") as out:
+    with write_private(log) as out:  # apt's proxy URLs can carry credentials (see append_private)
         try:
             for chunk in client.api.build(
                 fileobj=_context_tar(build),

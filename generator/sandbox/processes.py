@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from generator.clock import utc_stamp
 from generator.sandbox.errors import ServiceError
@@ -57,16 +57,26 @@ def append_private(path: Path) -> BinaryIO:
 
     Why: these logs are the services' own output. dockerd writes a registry's error text into its log, and
     that text can echo credentials (an auth header, a token URL); the registry logs its requests; apt names
-    the mirrors and proxies it uses, whose URLs can carry a user and password. A 0644 log under the state
-    folder would hand all that to every local user.
+    the mirrors and proxies it uses, whose URLs can carry a user and password (so do debootstrap and the
+    stand-ins' builds, which run apt). A 0644 log under the state folder would hand all that to every
+    local user.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    return os.fdopen(_open_private(path, os.O_APPEND), "ab")
+
+
+def write_private(path: Path) -> TextIO:
+    """`path` emptied and opened for writing UTF-8 text, 0600 as in `append_private`: a log of one run only."""
+    return os.fdopen(_open_private(path, os.O_TRUNC), "w", encoding="utf-8")
+
+
+def _open_private(path: Path, flag: int) -> int:
+    fd = os.open(path, os.O_WRONLY | flag | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         os.fchmod(fd, 0o600)  # O_CREAT's mode applies to a new file only: a log an older run made 0644 stays so
     except BaseException:
         os.close(fd)
         raise
-    return os.fdopen(fd, "ab")
+    return fd
 
 
 def make_private(logs: Iterable[Path]) -> None:

@@ -20,6 +20,7 @@ import docker.errors
 from generator import paths
 from generator.sandbox.errors import SandboxBaseError
 from generator.sandbox.mirror import SUITE, debian_mirror
+from generator.sandbox.processes import append_private, write_private
 
 ROOTFS_REF = "air-sandbox/debian:bookworm"
 UP_TO_DATE = "up to date"
@@ -69,7 +70,7 @@ def _debootstrap(target: Path, mirror: str, log: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = ["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(target), mirror]
-    with log.open("w", encoding="utf-8") as out:
+    with write_private(log) as out:  # apt's proxy URLs can carry credentials (see append_private)
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
         done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -90,7 +91,7 @@ def _import(client: docker.DockerClient, target: Path, log: Path) -> str:
     repository, tag = ROOTFS_REF.rsplit(":", 1)
     # --sort=name and --numeric-owner: the same tree gives the same stream, whatever this host's users are.
     argv = ["tar", "-C", str(target), "--sort=name", "--numeric-owner", "-c", "."]
-    with log.open("a", encoding="utf-8") as err, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err) as tar:
+    with append_private(log) as err, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err) as tar:
         assert tar.stdout is not None
         try:
             client.api.import_image(
