@@ -21,7 +21,7 @@ from generator.build.runlock import hold
 from generator.clock import utc_stamp
 from generator.release.registration.base import Target
 from generator.release.registration.ledger import Ledger
-from generator.sandbox import services
+from generator.sandbox import processes
 from generator.verify.bench import BenchResult
 from generator.verify.probe import ProbeResult
 
@@ -75,8 +75,8 @@ def test_the_ledger_converts_a_given_time_to_utc(tmp_path: Path) -> None:
 
 def test_the_sandbox_logs_stamp_each_start_in_utc(tmp_path: Path) -> None:
     log = tmp_path / "dockerd.log"
-    pid = services._spawn([sys.executable, "-c", "pass"], log, tmp_path / "dockerd.pid")
-    services._CHILDREN.pop(pid).wait(timeout=30)
+    pid = processes.spawn([sys.executable, "-c", "pass"], log, tmp_path / "dockerd.pid")
+    processes.CHILDREN.pop(pid).wait(timeout=30)
     assert _near_now(log.read_text().split()[1])
 
 

@@ -1,5 +1,5 @@
 """The sandbox's service logs are its owner's only (0600): dockerd writes a registry's error text into its log,
-and that text can echo credentials. No engine or registry is started here: `_spawn` runs a stand-in program."""
+and that text can echo credentials. No engine or registry is started here: `spawn` runs a stand-in program."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import stat
 import sys
 from pathlib import Path
 
-from generator.sandbox import services
+from generator.sandbox import processes
+from generator.sandbox.layout import StateFiles
 
 
 def _mode(path: Path) -> int:
@@ -15,12 +16,12 @@ def _mode(path: Path) -> int:
 
 
 def _spawn_and_wait(log: Path, pidfile: Path) -> None:
-    pid = services._spawn([sys.executable, "-c", "print('stand-in service')"], log, pidfile)
-    assert services._CHILDREN.pop(pid).wait(timeout=30) == 0
+    pid = processes.spawn([sys.executable, "-c", "print('stand-in service')"], log, pidfile)
+    assert processes.CHILDREN.pop(pid).wait(timeout=30) == 0
 
 
 def test_a_new_service_log_is_0600(tmp_path: Path) -> None:
-    files = services._Files(tmp_path)
+    files = StateFiles(tmp_path)
     for log, pidfile in ((files.dockerd_log, files.dockerd_pid), (files.registry_log, files.registry_pid)):
         _spawn_and_wait(log, pidfile)
         assert _mode(log) == 0o600, oct(_mode(log))
@@ -29,7 +30,7 @@ def test_a_new_service_log_is_0600(tmp_path: Path) -> None:
 
 def test_an_existing_world_readable_log_is_made_0600_and_kept(tmp_path: Path) -> None:
     """A log an older version created 0644 keeps that mode on open(O_CREAT): the mode is fixed on every open."""
-    files = services._Files(tmp_path)
+    files = StateFiles(tmp_path)
     files.dockerd_log.write_text("--- an earlier run\n")
     files.dockerd_log.chmod(0o644)
     _spawn_and_wait(files.dockerd_log, files.dockerd_pid)
@@ -42,16 +43,16 @@ def test_the_apt_log_is_0600_too(tmp_path: Path) -> None:
     path = tmp_path / "apt.log"
     path.write_text("old\n")
     path.chmod(0o644)
-    with services._append_private(path) as log:
+    with processes.append_private(path) as log:
         log.write(b"new\n")
     assert _mode(path) == 0o600 and path.read_text() == "old\nnew\n"
 
 
 def test_up_makes_the_logs_of_running_services_private(tmp_path: Path) -> None:
     """`up` that reuses a running dockerd never reopens its log: it fixes the mode of what an older run made."""
-    files = services._Files(tmp_path)
+    files = StateFiles(tmp_path)
     for log in (files.dockerd_log, files.registry_log, files.apt_log):
         log.write_text("--- an earlier run\n")
         log.chmod(0o644)
-    services._make_logs_private(files)
+    processes.make_private(files.logs)
     assert {_mode(log) for log in (files.dockerd_log, files.registry_log, files.apt_log)} == {0o600}

@@ -2,8 +2,9 @@
 
 The real bases (databricksruntime/air, nvidia/cuda) cannot be pulled everywhere and need GPUs to mean
 anything. The sandbox builds CPU-only look-alikes instead, from a real Debian 12 rootfs made here with
-debootstrap and imported into the engine (`air-sandbox/debian:bookworm`), laid out like the real bases:
-Python in /opt/venv with uv for the databricks ones, no Python for the nvidia/cuda ones, the same env vars.
+debootstrap and imported into the engine (`air-sandbox/debian:bookworm`, see rootfs.py), laid out like
+the real bases: Python in /opt/venv with uv for the databricks ones, no Python for the nvidia/cuda ones,
+the same env vars.
 
 Cheap when nothing changed: the rootfs image is made once, and each stand-in carries a digest label over
 what built it (its rendered Dockerfile, its build context, its parent's image id); a stand-in whose label
@@ -17,8 +18,6 @@ import fcntl
 import hashlib
 import io
 import re
-import shutil
-import subprocess
 import tarfile
 import tempfile
 import time
@@ -31,38 +30,37 @@ import docker
 import docker.errors
 import jinja2
 
-from generator import paths
-from generator.errors import FleetError
+from generator.sandbox.errors import SandboxBaseError
+from generator.sandbox.processes import make_private, write_private
+from generator.sandbox.rootfs import BUILT, ROOTFS_REF, UP_TO_DATE, ensure_rootfs, find_image, first_line, logs_dir
+
+# BUILT, UP_TO_DATE and SandboxBaseError are ensure_bases's outcomes and failure: callers take them from here.
+__all__ = [
+    "BUILD_NETWORK",
+    "BUILT",
+    "CA_FILE",
+    "DIGEST_LABEL",
+    "HOST_CA",
+    "TEMPLATES",
+    "UP_TO_DATE",
+    "UV_VERSION",
+    "BuildPlan",
+    "SandboxBaseError",
+    "StandIn",
+    "ensure_bases",
+    "plan",
+    "stand_ins",
+]
 
 TEMPLATES = Path(__file__).parent / "templates"
-ROOTFS_REF = "air-sandbox/debian:bookworm"
-SUITE = "bookworm"
 UV_VERSION = "0.9.5"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-APT_DIR = Path("/etc/apt")
 CA_FILE = "host-ca.crt"  # its name inside a build context
 DIGEST_LABEL = "air-fleet.stand-in-digest"
 # The build steps (apt-get, pip) run in the host's network namespace: they need no docker0 bridge nor
 # iptables NAT, which engines inside CI containers often lack or lose, and they reach the mirror and the
 # index exactly as the host does. Only the project's own templates run there.
 BUILD_NETWORK = "host"
-UP_TO_DATE = "up to date"
-BUILT = "built"
-# `docker import` gives an image with no config at all; without a PATH, `ENV PATH=/opt/venv/bin:$PATH`
-# in a child Dockerfile would expand to a PATH that finds nothing.
-ROOTFS_CHANGES = [
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    'CMD ["bash"]',
-    'LABEL air-fleet.sandbox="true"',
-    'LABEL org.opencontainers.image.description="Debian 12 minbase rootfs (debootstrap) under the sandbox stand-ins"',
-]
-
-
-class SandboxBaseError(FleetError):
-    """A sandbox base image could not be made: one line saying which, why, and where the log is."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.splitlines()))
 
 
 @dataclass(frozen=True)
@@ -166,169 +164,6 @@ def _read_ca(ca_bundle: Path) -> bytes:
         ) from None
 
 
-# --- the Debian mirror, read from the host's apt configuration ----------------------------------------------
-
-
-def debian_mirror(apt_dir: Path = APT_DIR, suite: str = SUITE) -> str:
-    """The first http(s) mirror the host's apt uses for `suite`: deb822 `.sources` first, then one-line lists.
-
-    Read at run time, never written down: the rootfs and every apt-get in the stand-ins then use the
-    mirror this machine is known to reach.
-    """
-    for source in sorted((apt_dir / "sources.list.d").glob("*.sources")):
-        for uri in _deb822_uris(source.read_text(encoding="utf-8", errors="replace"), suite):
-            return uri
-    lists = [apt_dir / "sources.list", *sorted((apt_dir / "sources.list.d").glob("*.list"))]
-    for source in lists:
-        if source.is_file():
-            for uri in _one_line_uris(source.read_text(encoding="utf-8", errors="replace"), suite):
-                return uri
-    raise SandboxBaseError(
-        f"no Debian mirror for suite {suite!r} in {apt_dir}/sources.list.d/*.sources or {apt_dir}/sources.list: "
-        "debootstrap needs one (add a `deb` source for it to the host's apt configuration)"
-    )
-
-
-def _deb822_uris(text: str, suite: str) -> Iterator[str]:
-    for stanza in re.split(r"\n[ \t]*\n", text):
-        fields = _deb822_fields(stanza)
-        enabled = fields.get("enabled", "yes").lower() != "no"
-        if enabled and "deb" in fields.get("types", "").split() and suite in fields.get("suites", "").split():
-            yield from (uri for uri in fields.get("uris", "").split() if _is_http(uri))
-
-
-def _deb822_fields(stanza: str) -> dict[str, str]:
-    fields: dict[str, str] = {}
-    key = None
-    for line in stanza.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        if line[0] in " \t" and key:  # a continuation line
-            fields[key] += " " + line.strip()
-        elif ":" in line:
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            fields[key] = value.strip()
-    return fields
-
-
-def _one_line_uris(text: str, suite: str) -> Iterator[str]:
-    for line in text.splitlines():
-        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()  # drop comments and [options]
-        if len(words) >= 3 and words[0] == "deb" and words[2] == suite and _is_http(words[1]):
-            yield words[1]
-
-
-def _is_http(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-# --- the rootfs image -----------------------------------------------------------------------------------------
-
-
-def rootfs_dir() -> Path:
-    return paths.state_dir() / "sandbox" / "rootfs"
-
-
-def logs_dir() -> Path:
-    return paths.state_dir() / "sandbox" / "logs"
-
-
-def _ensure_rootfs(client: docker.DockerClient, progress: Callable[[str], None]) -> str:
-    """The rootfs image's id; debootstrap and import it first when the engine does not have it (the caller
-    holds the lock)."""
-    image = _image(client, ROOTFS_REF)
-    if image is not None:
-        progress(f"{ROOTFS_REF}: {UP_TO_DATE}")
-        return str(image.id)
-    start = time.monotonic()
-    target = rootfs_dir()
-    log = logs_dir() / "debian-bookworm.log"
-    _remove_rootfs(target)  # a half-made one from an interrupted run is never reused
-    try:
-        _debootstrap(target, debian_mirror(), log)
-        _slim(target)
-        image_id = _import(client, target, log)
-    finally:
-        _remove_rootfs(target)  # 275 MB that the image now holds
-    progress(f"{ROOTFS_REF}: {BUILT} in {time.monotonic() - start:.0f} s")
-    return image_id
-
-
-def _debootstrap(target: Path, mirror: str, log: Path) -> None:
-    if shutil.which("debootstrap") is None:
-        raise SandboxBaseError(f"{ROOTFS_REF}: debootstrap is not installed (apt-get install debootstrap)")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    argv = ["debootstrap", "--variant=minbase", "--include=ca-certificates", SUITE, str(target), mirror]
-    with log.open("w", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(argv)}\n")
-        out.flush()
-        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
-        raise SandboxBaseError(f"{ROOTFS_REF}: debootstrap from {mirror} failed (exit {done.returncode}); log: {log}")
-
-
-def _slim(target: Path) -> None:
-    """Drop what every stand-in fetches afresh anyway (apt-get update) and the downloaded .debs."""
-    for pattern in ("var/lib/apt/lists/*", "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb"):
-        for path in target.glob(pattern):
-            if path.is_file() and not path.is_symlink():
-                path.unlink()
-
-
-def _import(client: docker.DockerClient, target: Path, log: Path) -> str:
-    """`tar -C target -c . | docker import`, streamed: the rootfs never exists as a tar file on disk."""
-    repository, tag = ROOTFS_REF.rsplit(":", 1)
-    # --sort=name and --numeric-owner: the same tree gives the same stream, whatever this host's users are.
-    argv = ["tar", "-C", str(target), "--sort=name", "--numeric-owner", "-c", "."]
-    with log.open("a", encoding="utf-8") as err, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err) as tar:
-        assert tar.stdout is not None
-        try:
-            client.api.import_image(
-                src=_chunks(tar.stdout), repository=repository, tag=tag, changes=ROOTFS_CHANGES, stream_src=True
-            )
-        except docker.errors.APIError as exc:
-            tar.kill()
-            raise SandboxBaseError(f"{ROOTFS_REF}: docker import failed: {_first_line(exc)}; log: {log}") from None
-    if tar.returncode != 0:
-        with contextlib.suppress(docker.errors.APIError):
-            client.images.remove(ROOTFS_REF)  # imported from a truncated stream: never keep it
-        raise SandboxBaseError(f"{ROOTFS_REF}: tar of {target} failed (exit {tar.returncode}); log: {log}")
-    return str(client.images.get(ROOTFS_REF).id)
-
-
-def _chunks(stream: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := stream.read(size):
-        yield chunk
-
-
-def _remove_rootfs(target: Path) -> None:
-    """rm -rf, but never through a mount an interrupted debootstrap left behind (/proc, /sys, a bound /dev)."""
-    if not target.exists():
-        return
-    for mount in _mounts_under(target):
-        subprocess.run(["umount", "--lazy", str(mount)], check=False, capture_output=True)
-    if left := _mounts_under(target):
-        raise SandboxBaseError(f"{target}: still has mounts ({', '.join(map(str, left))}); unmount them first")
-    shutil.rmtree(target)
-
-
-def _mounts_under(target: Path) -> list[Path]:
-    """Mount points inside `target`, deepest first (so they can be unmounted in order)."""
-    root = target.resolve()
-    try:
-        lines = Path("/proc/self/mounts").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    points = [Path(line.split()[1].replace("\\040", " ")) for line in lines if len(line.split()) > 1]
-    inside = [p for p in points if p != root and p.is_relative_to(root)]
-    return sorted(inside, key=lambda p: len(p.parts), reverse=True)
-
-
-# --- the stand-ins ----------------------------------------------------------------------------------------------
-
-
 def ensure_bases(
     client: docker.DockerClient,
     wanted: list[StandIn] | None = None,
@@ -343,7 +178,8 @@ def ensure_bases(
     """
     wanted = stand_ins() if wanted is None else wanted
     with _lock():
-        parent_id = _ensure_rootfs(client, progress)
+        make_private(logs_dir().glob("*.log"))  # also those an older run wrote 0644 and no build rewrites now
+        parent_id = ensure_rootfs(client, progress)
         return [(stand_in, _ensure(client, plan(stand_in, templates), parent_id, progress)) for stand_in in wanted]
 
 
@@ -360,7 +196,7 @@ def _lock() -> Iterator[None]:
 def _ensure(client: docker.DockerClient, build: BuildPlan, parent_id: str, progress: Callable[[str], None]) -> str:
     stand_in = build.stand_in
     digest = build.digest(parent_id)
-    image = _image(client, stand_in.ref)
+    image = find_image(client, stand_in.ref)
     if image is not None and (image.labels or {}).get(DIGEST_LABEL) == digest:
         progress(f"{stand_in.ref}: {UP_TO_DATE}")
         return UP_TO_DATE
@@ -388,7 +224,7 @@ def _build(client: docker.DockerClient, build: BuildPlan, digest: str) -> None:
     log = logs_dir() / f"{stand_in.slug}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     step = "before the first step"
-    with log.open("w", encoding="utf-8") as out:
+    with write_private(log) as out:  # apt's proxy URLs can carry credentials (see append_private)
         try:
             for chunk in client.api.build(
                 fileobj=_context_tar(build),
@@ -406,7 +242,7 @@ def _build(client: docker.DockerClient, build: BuildPlan, digest: str) -> None:
                     raise SandboxBaseError(f"{stand_in.ref}: build failed at {step}: {_error(chunk)}; log: {log}")
         except docker.errors.APIError as exc:
             out.write(f"{exc}\n")
-            raise SandboxBaseError(f"{stand_in.ref}: build failed at {step}: {_first_line(exc)}; log: {log}") from None
+            raise SandboxBaseError(f"{stand_in.ref}: build failed at {step}: {first_line(exc)}; log: {log}") from None
 
 
 def _context_tar(build: BuildPlan) -> io.BytesIO:
@@ -438,16 +274,4 @@ def _follow(chunk: dict[str, Any], out: IO[str], step: str) -> str:
 
 def _error(chunk: dict[str, Any]) -> str:
     detail = chunk.get("errorDetail") or {}
-    return _first_line(detail.get("message") or chunk.get("error") or "unknown error")
-
-
-def _first_line(value: object) -> str:
-    lines = str(value).strip().splitlines()
-    return lines[0][:300] if lines else type(value).__name__
-
-
-def _image(client: docker.DockerClient, ref: str) -> Any:
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return None
+    return first_line(detail.get("message") or chunk.get("error") or "unknown error")

@@ -21,11 +21,10 @@ import docker.errors
 import pytest
 
 from generator.engine import DockerUnavailable, connect
-from generator.sandbox import bases
+from generator.sandbox import bases, rootfs
 from generator.sandbox.bases import (
     BUILT,
     DIGEST_LABEL,
-    ROOTFS_REF,
     UP_TO_DATE,
     UV_VERSION,
     SandboxBaseError,
@@ -34,6 +33,8 @@ from generator.sandbox.bases import (
     plan,
     stand_ins,
 )
+from generator.sandbox.mirror import debian_mirror
+from generator.sandbox.rootfs import ROOTFS_REF
 
 BY_REF = {s.ref: s for s in stand_ins()}
 DATABRICKS = [s for s in stand_ins() if s.kind == "databricks"]
@@ -104,7 +105,7 @@ def test_first_call_makes_all_six_with_their_digest(first: FirstPass) -> None:
     # One progress line for the rootfs, then one per stand-in, each saying what happened.
     assert len(first.progress) == 7
     assert all(re.fullmatch(r"\S+: (up to date|built in \d+ s)", line) for line in first.progress)
-    assert not bases.rootfs_dir().exists() and not (first.state / "sandbox" / "rootfs").exists()
+    assert not rootfs.rootfs_dir().exists() and not (first.state / "sandbox" / "rootfs").exists()
 
 
 def test_second_call_builds_nothing(first: FirstPass) -> None:
@@ -141,7 +142,7 @@ def test_a_failing_step_is_one_line_naming_stand_in_step_and_log(first: FirstPas
         patch.setenv("AIR_FLEET_STATE", str(tmp_path / "state"))
         with pytest.raises(SandboxBaseError) as caught:
             ensure_bases(first.client, [broken], progress=lambda _: None, templates=templates)
-        log = bases.logs_dir() / f"{broken.slug}.log"
+        log = rootfs.logs_dir() / f"{broken.slug}.log"
     message = str(caught.value)
     assert "\n" not in message
     # Step 2 of 4: the engine appends the digest label as a last step of its own.
@@ -190,7 +191,7 @@ def test_scratch_runtime_has_no_python_and_apt_reaches_the_hosts_mirror(first: F
         "&& echo installed=$(python3 --version)"
     )
     out = run(first.client, ref, script)
-    assert f"deb {bases.debian_mirror()} bookworm main" in out
+    assert f"deb {debian_mirror()} bookworm main" in out
     assert re.search(r"^installed=Python 3\.11\.\d+$", out, re.MULTILINE), out
     assert image_env(first.client, ref).items() >= COMMON_ENV.items()
 
@@ -280,7 +281,7 @@ def test_mirror_comes_from_the_enabled_deb822_stanza_for_bookworm(tmp_path: Path
         "Types: deb\nURIs: http://chosen.invalid/debian\nSuites: bookworm bookworm-updates\nComponents: main\n"
     )
     apt = write_apt(tmp_path, sources=sources, one_line="deb http://later.invalid/debian bookworm main\n")
-    assert bases.debian_mirror(apt) == "http://chosen.invalid/debian"
+    assert debian_mirror(apt) == "http://chosen.invalid/debian"
 
 
 def test_mirror_falls_back_to_one_line_sources(tmp_path: Path) -> None:
@@ -288,17 +289,17 @@ def test_mirror_falls_back_to_one_line_sources(tmp_path: Path) -> None:
         "# deb http://commented.invalid/debian bookworm main\n"
         "deb [signed-by=/k.gpg arch=amd64] http://chosen.invalid/debian bookworm main contrib\n"
     )
-    assert bases.debian_mirror(write_apt(tmp_path, one_line=one_line)) == "http://chosen.invalid/debian"
+    assert debian_mirror(write_apt(tmp_path, one_line=one_line)) == "http://chosen.invalid/debian"
 
 
 def test_no_mirror_is_a_clear_error(tmp_path: Path) -> None:
     apt = write_apt(tmp_path, one_line="deb http://other.invalid/debian trixie main\n")
     with pytest.raises(SandboxBaseError, match="no Debian mirror for suite 'bookworm'"):
-        bases.debian_mirror(apt)
+        debian_mirror(apt)
 
 
 def test_this_host_has_a_mirror() -> None:
-    assert re.fullmatch(r"https?://\S+", bases.debian_mirror())
+    assert re.fullmatch(r"https?://\S+", debian_mirror())
 
 
 # --- cleaning up a half-made rootfs ---------------------------------------------------------------------------
@@ -312,7 +313,7 @@ def test_removing_a_rootfs_unmounts_what_debootstrap_left_first(tmp_path: Path) 
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount here: {mounted.stderr.decode().strip()}")
     (target / "proc" / "inside-a-mount").write_text("x", encoding="utf-8")
-    assert bases._mounts_under(target) == [target.resolve() / "proc"]
-    bases._remove_rootfs(target)
+    assert rootfs._mounts_under(target) == [target.resolve() / "proc"]
+    rootfs._remove_rootfs(target)
     assert not target.exists()
-    assert bases._mounts_under(target) == []
+    assert rootfs._mounts_under(target) == []
