@@ -22,6 +22,7 @@ from generator.clock import utc_stamp
 from generator.release.registration.base import Target
 from generator.release.registration.ledger import Ledger
 from generator.sandbox import processes
+from generator.status import Built
 from generator.verify.bench import BenchResult
 from generator.verify.probe import ProbeResult
 
@@ -51,7 +52,7 @@ def test_utc_stamp_converts_to_utc() -> None:
 
 
 def test_build_probe_and_bench_records_say_utc() -> None:
-    build = BuildResult(1, "s", "built", "r", "d")
+    build = BuildResult(1, "s", Built.BUILT, "r", "d")
     probe = ProbeResult(1, "s", "r", "d", "OK", [], {}, gpus=False)
     bench = BenchResult("s", "r", "d", False, True, "no GPU", {}, [])
     for record in (build.record(), probe.record(), bench.record()):

@@ -33,6 +33,7 @@ from generator.release.credentials import CredentialsError, CredentialSource
 from generator.release.registry import RegistryError, exists_via_engine
 from generator.render.renderer import RenderedCell
 from generator.results import record_path, write_record
+from generator.status import Built
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
 TAIL_LINES = 15
@@ -48,7 +49,7 @@ Stager = Callable[[RenderedCell, Path], object]
 class BuildResult:
     index: int
     slug: str
-    status: str  # built | up to date | failed | cancelled
+    status: Built
     ref: str
     digest: str
     image_id: str | None = None
@@ -144,7 +145,7 @@ class Builder:
     def _one(self, rendered: RenderedCell) -> BuildResult:
         cell = rendered.cell
         result = BuildResult(
-            index=cell.index, slug=cell.slug, status="failed", ref=rendered.ref, digest=rendered.digest
+            index=cell.index, slug=cell.slug, status=Built.FAILED, ref=rendered.ref, digest=rendered.digest
         )
         started = time.monotonic()
         self.progress.start(cell.slug, "checking")
@@ -155,24 +156,24 @@ class Builder:
                 raise Halted(f"not started: {self.halted}")
             where = None if self.force else self._exists(rendered)
             if where is not None:
-                result.status, result.where = "up to date", where
+                result.status, result.where = Built.UP_TO_DATE, where
                 if where == "local":
                     self._describe(result)
             else:
                 self._build(rendered, result)
         except Cancelled:
-            result.status, result.error = "cancelled", "the run was interrupted"
+            result.status, result.error = Built.CANCELLED, "the run was interrupted"
         except Halted as exc:
-            result.status, result.error = "cancelled", str(exc)
+            result.status, result.error = Built.CANCELLED, str(exc)
         except BuildFailed as exc:
-            result.status, result.error, result.log_tail = "failed", exc.message, exc.tail
+            result.status, result.error, result.log_tail = Built.FAILED, exc.message, exc.tail
         except Exception as exc:  # one cell's failure never stops the fleet; it is reported and recorded
             if self.cancel.is_set():  # the engine's stream was closed under us on purpose
-                result.status, result.error = "cancelled", "the run was interrupted"
+                result.status, result.error = Built.CANCELLED, "the run was interrupted"
             else:
-                result.status, result.error = "failed", _one_line(exc)
+                result.status, result.error = Built.FAILED, _one_line(exc)
         result.seconds = round(time.monotonic() - started, 2)
-        outcome = result.status if result.status != "up to date" else f"up to date ({result.where})"
+        outcome = result.status if result.status != Built.UP_TO_DATE else f"up to date ({result.where})"
         if result.error:
             outcome += f": {result.error}"
         self.progress.finish(cell.slug, outcome)
@@ -234,7 +235,7 @@ class Builder:
                     image_id = chunk["aux"].get("ID", image_id)
         if image_id is None:
             raise BuildFailed("the engine reported no image", _tail(log_path))
-        result.status = "built"
+        result.status = Built.BUILT
         self._describe(result)
 
     def _describe(self, result: BuildResult) -> None:

@@ -21,6 +21,7 @@ from generator.render.renderer import RenderedCell, artifacts
 from generator.render.writer import apply, plan
 from generator.resolve.checks import FAIL
 from generator.results import record_path, write_record
+from generator.status import Built
 from generator.tables import table
 
 Say = Callable[[str], object]
@@ -136,7 +137,7 @@ def _refused(rendered: RenderedCell, profile: str, results: Path) -> BuildResult
     result = BuildResult(
         index=rendered.cell.index,
         slug=rendered.cell.slug,
-        status="failed",
+        status=Built.FAILED,
         ref=rendered.ref,
         digest=rendered.digest,
         error=f"checks FAIL ({', '.join(failed)}): not built",
@@ -150,7 +151,7 @@ def summary(results: list[BuildResult]) -> str:
         [
             r.index,
             r.slug,
-            r.status if r.status != "up to date" else f"up to date ({r.where})",
+            r.status if r.status != Built.UP_TO_DATE else f"up to date ({r.where})",
             f"{r.seconds:.1f}",
             _mb(r.size),
             (r.image_id or "")[7:19],
@@ -159,7 +160,7 @@ def summary(results: list[BuildResult]) -> str:
     ]
     lines = [table(["#", "cell", "status", "seconds", "size", "image"], rows)]
     for r in results:
-        if r.status == "failed":
+        if r.status == Built.FAILED:
             lines.append(f"\n{r.slug} failed: {r.error}")
             if r.log_tail:
                 lines.append(f"  last lines of {r.log}:\n{r.log_tail}")

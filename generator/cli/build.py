@@ -13,6 +13,7 @@ from generator.fleet import Fleet
 from generator.progress import to_stderr
 from generator.resolve.checks import FAIL
 from generator.resolve.expand import select
+from generator.status import BUILD_PASSED
 
 
 def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -49,4 +50,4 @@ def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
         print(summary(results))
-    return 1 if any(r.status != "built" and r.status != "up to date" for r in results) else 0
+    return 1 if any(r.status not in BUILD_PASSED for r in results) else 0

@@ -11,6 +11,7 @@ from generator.fleet import Fleet
 from generator.render.renderer import cell_summary
 from generator.resolve.checks import FAIL, summary_table, worst
 from generator.resolve.expand import select
+from generator.status import Verdict
 from generator.tables import table
 
 
@@ -119,7 +120,7 @@ def cmd_check(fleet: Fleet, args: argparse.Namespace) -> int:
         for cell, checks in results:
             print(f"# {cell.index} {cell.slug}: {worst([k.status for k in checks])}\n")
             print(summary_table(checks))
-        print(", ".join(f"{counts.get(s, 0)} {s}" for s in ("OK", "WARN", "FAIL", "N/A")) + f" of {len(cells)} cells")
+        print(", ".join(f"{counts.get(s, 0)} {s}" for s in Verdict) + f" of {len(cells)} cells")
     return 1 if counts.get(FAIL) else 0
 
 

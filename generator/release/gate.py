@@ -12,9 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from generator.results import read_record, record_path
-
-BUILD_PASSED = frozenset({"built", "up to date"})
-PROBE_PASSED = frozenset({"OK", "WARN", "N/A"})
+from generator.status import BUILD_PASSED, PROBE_PASSED
 
 
 def gate(results: Path, profile: str, slug: str, digest: str) -> tuple[bool, str]:

@@ -51,6 +51,7 @@ from generator.release.tags import Tags, tags_for
 from generator.render.renderer import RenderedCell
 from generator.results import record_path, write_record
 from generator.retry import Policy, Retrying, retry
+from generator.status import Pushed
 
 LABEL = "air-fleet.digest"
 DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
@@ -190,7 +191,7 @@ class _Pusher:
 
     def run(self, cells: list[PushCell], *, atomic: bool, date: datetime.date) -> list[PushResult]:
         started = self.clock()
-        results = {c.slug: PushResult(c.slug, c.digest, c.repository, "failed", index=c.index) for c in cells}
+        results = {c.slug: PushResult(c.slug, c.digest, c.repository, Pushed.FAILED, index=c.index) for c in cells}
         tags: dict[str, Tags] = {}
         for c in cells:  # credentials first: every secret is known before any message is made
             self.source.for_ref(c.repository)
@@ -206,10 +207,10 @@ class _Pusher:
             if ok:
                 passed.append(c)
             else:
-                results[c.slug].status, results[c.slug].reason = "refused", why
+                results[c.slug].status, results[c.slug].reason = Pushed.REFUSED, why
                 self.say(f"{c.slug}: refused: {why}")
         if atomic and len(passed) < len(cells):
-            self._hold(passed, results, "not pushed", [c for c in cells if c not in passed], "refused")
+            self._hold(passed, results, "not pushed", [c for c in cells if c not in passed], Pushed.REFUSED)
             return self._finish(cells, results, started)
         # 2. the local images: present (pulled if only the registry has them) and not stale
         ready: list[PushCell] = []
@@ -220,7 +221,7 @@ class _Pusher:
             except Exception as exc:
                 self._failed(c, results[c.slug], self._why(exc), exc)
         if atomic and len(ready) < len(passed):
-            self._hold(ready, results, "not pushed", [c for c in passed if c not in ready], "failed")
+            self._hold(ready, results, "not pushed", [c for c in passed if c not in ready], Pushed.FAILED)
             return self._finish(cells, results, started)
         # 3. the immutable tags: content-addressed, so pushing one never moves anything
         pushed: list[PushCell] = []
@@ -234,7 +235,7 @@ class _Pusher:
         for c in pushed:
             result = results[c.slug]
             if self._push_tags(c, list(tags[c.slug].aliases), result):
-                result.status = "pushed"
+                result.status = Pushed.PUSHED
                 result.reason = None
                 result.pushed_at = _now()
                 self.say(f"{c.slug}: pushed {', '.join(result.tags)} ({result.repo_digest})")
@@ -248,12 +249,12 @@ class _Pusher:
             f" and {len(culprits) - 3} more" if len(culprits) > 3 else ""
         )
         for c in cells:
-            results[c.slug].status = "held"
+            results[c.slug].status = Pushed.HELD
             results[c.slug].reason = f"--atomic: {what}: {names} {why}"
             self.say(f"{c.slug}: held: {results[c.slug].reason}")
 
     def _failed(self, cell: PushCell, result: PushResult, reason: str, exc: BaseException) -> None:
-        result.status, result.reason = "failed", reason
+        result.status, result.reason = Pushed.FAILED, reason
         if isinstance(exc, PushFailed) and exc.unreachable:
             host = registry_of(cell.repository)
             result.unreachable = host
@@ -321,7 +322,7 @@ class _Pusher:
             if result.repo_digest is None:
                 result.repo_digest = repo_digest
             elif result.repo_digest != repo_digest:
-                result.status = "failed"
+                result.status = Pushed.FAILED
                 result.reason = f"{tag} was pushed as {repo_digest}, not {result.repo_digest} like {result.tags[0]}"
                 self.say(f"{cell.slug}: failed: {result.reason}")
                 return False

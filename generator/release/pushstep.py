@@ -12,6 +12,7 @@ from generator.progress import to_stderr
 from generator.release.push import PushCell, PushResult, push
 from generator.release.pushprogress import Say
 from generator.render.renderer import RenderedCell
+from generator.status import Pushed
 from generator.tables import table
 
 
@@ -57,4 +58,4 @@ def exit_status(results: list[PushResult]) -> int:
     """0 when every selected cell was pushed; 2 when a registry could not be reached; 1 otherwise."""
     if any(r.unreachable for r in results):
         return 2
-    return 0 if all(r.status == "pushed" for r in results) else 1
+    return 0 if all(r.status == Pushed.PUSHED for r in results) else 1

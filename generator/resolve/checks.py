@@ -6,15 +6,16 @@ The table rendered from them is the one the seed teaches ("## Compatibility Chec
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from packaging.version import Version
 
 from generator.model import Cell
 from generator.spec.knowledge import Knowledge, minor
+from generator.status import Verdict
 
-OK, WARN, FAIL, NA = "OK", "WARN", "FAIL", "N/A"
+OK, WARN, FAIL, NA = Verdict.OK, Verdict.WARN, Verdict.FAIL, Verdict.NA
 _RANK = {NA: 0, OK: 0, WARN: 1, FAIL: 2}
 
 
@@ -22,17 +23,19 @@ _RANK = {NA: 0, OK: 0, WARN: 1, FAIL: 2}
 class Check:
     id: str
     title: str
-    status: str
+    status: Verdict
     detail: str
 
 
-def worst(statuses: list[str]) -> str:
-    """The overall status: FAIL beats WARN beats OK; all N/A is N/A."""
-    if not statuses:
+def worst(statuses: Sequence[str]) -> Verdict:
+    """The overall status: FAIL beats WARN beats OK; all N/A is N/A. Takes the words as records hold them
+    too; a word that is no Verdict is a ValueError, never a silent OK."""
+    verdicts = [Verdict(s) for s in statuses]
+    if not verdicts:
         return NA
-    top = max(statuses, key=lambda s: _RANK[s])
+    top = max(verdicts, key=lambda s: _RANK[s])
     if _RANK[top] == 0:
-        return OK if OK in statuses else NA
+        return OK if OK in verdicts else NA
     return top
 
 

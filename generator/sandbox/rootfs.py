@@ -21,10 +21,11 @@ from generator import paths
 from generator.sandbox.errors import SandboxBaseError
 from generator.sandbox.mirror import SUITE, debian_mirror
 from generator.sandbox.processes import append_private, write_private
+from generator.status import Built
 
 ROOTFS_REF = "air-sandbox/debian:bookworm"
-UP_TO_DATE = "up to date"
-BUILT = "built"
+UP_TO_DATE = Built.UP_TO_DATE
+BUILT = Built.BUILT
 # `docker import` gives an image with no config at all; without a PATH, `ENV PATH=/opt/venv/bin:$PATH`
 # in a child Dockerfile would expand to a PATH that finds nothing.
 ROOTFS_CHANGES = [

@@ -21,6 +21,7 @@ from generator.errors import FleetError
 from generator.release.registration import Ledger, RegisterError
 from generator.render.renderer import RenderedCell, cell_summary
 from generator.results import mapping, read_record, record_path
+from generator.status import BUILD_PASSED, Built, Pushed
 
 SCHEMA = 1
 
@@ -109,7 +110,7 @@ def _build(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
         "detail": record.get("error") or (f"up to date ({record.get('where')})" if record.get("where") else status),
         "size": size if isinstance(size, int) and size > 0 else None,
         # The image's own creation time when known; an "up to date" record's finish time is not a build date.
-        "built_at": record.get("created") or (record.get("finished_at") if status == "built" else None),
+        "built_at": record.get("created") or (record.get("finished_at") if status == Built.BUILT else None),
     }
 
 
@@ -158,12 +159,12 @@ def _bench(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
 
 
 def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
-    if record is None or record.get("status") != "pushed":
+    if record is None or record.get("status") != Pushed.PUSHED:
         detail = why or (record.get("reason") if record else None) or "never pushed"
         status = (STALE if why else NOT_RUN) if record is None else str(record.get("status"))
         return {**EMPTY_PUSH, "status": status, "detail": detail}
     return {
-        "status": "pushed",
+        "status": Pushed.PUSHED,
         "detail": str(record.get("repository")),
         "repository": record.get("repository"),
         "tags": [str(t) for t in record.get("tags") or []],
@@ -175,7 +176,7 @@ def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
 def _registration(
     record: dict[str, Any] | None, push: dict[str, Any], ref: str, ledgers: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    entry = ledgers.get(str(push.get("repo_digest"))) if push["status"] == "pushed" else None
+    entry = ledgers.get(str(push.get("repo_digest"))) if push["status"] == Pushed.PUSHED else None
     if entry is not None and entry.get("ref") == ref:
         return {
             "status": "registered",
@@ -232,11 +233,11 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {
         "cells": len(rows),
         "checks_fail": sum(r["checks"]["status"] == "FAIL" for r in rows),
-        "built": sum(r["build"]["status"] in ("built", "up to date") for r in rows),
+        "built": sum(r["build"]["status"] in BUILD_PASSED for r in rows),
         "probed_ok": sum(r["probe"]["status"] == "OK" for r in rows),
         "probed_on_gpu": sum(r["probe"]["gpu"] for r in rows),
         "benchmarked": sum(r["bench"]["measured"] for r in rows),
-        "pushed": sum(r["push"]["status"] == "pushed" for r in rows),
+        "pushed": sum(r["push"]["status"] == Pushed.PUSHED for r in rows),
         "registered": sum(r["registration"]["status"] in ("registered", "already registered") for r in rows),
     }
 

@@ -13,6 +13,7 @@ from generator.progress import to_stderr
 from generator.release.registration import FAILED, Ledger, Outcome, Target, pick_adapter, register
 from generator.render.renderer import RenderedCell
 from generator.results import read_record, record_path, write_record
+from generator.status import Pushed
 
 STEP = "register"
 
@@ -24,7 +25,7 @@ def target_for(rendered: RenderedCell, profile: str, results: Path) -> Target | 
         return "not pushed (no push record)"
     if record.get("digest") != rendered.digest:
         return "not pushed at this content digest (the push record is for another build)"
-    if record.get("status") != "pushed" or not record.get("repo_digest"):
+    if record.get("status") != Pushed.PUSHED or not record.get("repo_digest"):
         return f"not pushed ({record.get('status')}: {record.get('reason') or 'no repo digest'})"
     return Target(ref=rendered.ref, manifest_digest=str(record["repo_digest"]), slug=rendered.cell.slug)
 

@@ -23,8 +23,9 @@ from generator.release.registration.base import FORBIDDEN_FLAGS, Adapter, Adapte
 from generator.release.registration.ledger import Ledger
 from generator.retry import Policy, Retrying, retry
 from generator.scrub import Scrubber
+from generator.status import Registered
 
-REGISTERED, CACHED, ALREADY, FAILED = "registered", "cached", "already registered", "failed"
+REGISTERED, CACHED, ALREADY, FAILED = Registered.REGISTERED, Registered.CACHED, Registered.ALREADY, Registered.FAILED
 MAX_DETAIL = 600  # characters of CLI text kept in an outcome: the reason, not the whole log
 MAX_BACKOFF_S = 300.0
 
