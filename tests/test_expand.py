@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -9,7 +10,6 @@ import pytest
 from generator.errors import MatrixError
 from generator.fleet import Fleet
 from generator.resolve.expand import select
-from generator.spec.validators import SLUG
 from tests.conftest import DEFAULT_MATRIX, MINIMAL
 
 LoadFleet = Callable[[str], Fleet]
@@ -88,7 +88,8 @@ def test_default_matrix_slugs_are_valid_and_unique() -> None:
     assert len(cells) >= 24
     slugs = [c.slug for c in cells]
     assert len(set(slugs)) == len(slugs)
-    assert all(SLUG.fullmatch(s) for s in slugs)
+    # The slug rule as the design states it (DESIGN.md, "A Cell"), not a copy of the code's.
+    assert all(re.fullmatch(r"[a-z0-9][a-z0-9._-]*", s) for s in slugs)
     assert "aws-runtime-torch2.6-flash-attn2.7.4.post1" in slugs
 
 

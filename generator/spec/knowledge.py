@@ -8,25 +8,67 @@ policy decision (OK, WARN, FAIL) lives in `compat.py`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from packaging.version import Version
 
-from generator.errors import KnowledgeError
+from generator.errors import KnowledgeError, MatrixError
+from generator.spec.yamlsource import KeyPath, Located, format_path, load_yaml
 
 KNOWLEDGE_DIR = Path(__file__).parent.parent / "knowledge"  # the facts: generator/knowledge/*.yaml
 
 
-def _load(name: str) -> dict[str, Any]:
+def _load(name: str) -> Located:
+    """A knowledge file through the matrix's strict loader (duplicate keys, aliases, size refused)."""
     path = KNOWLEDGE_DIR / name
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or "source" not in data:
+    try:
+        doc = load_yaml(path)
+    except MatrixError as exc:
+        raise KnowledgeError(str(exc)) from None
+    if not isinstance(doc.data, dict) or "source" not in doc.data:
         raise KnowledgeError(f"{path}: expected a mapping with a 'source' key")
-    return data
+    return doc
+
+
+class _Missing(KnowledgeError, KeyError):
+    """A key a knowledge file must have. A KeyError too, so that Mapping.get() still means "or this default"."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _Tracked(Mapping[str, Any]):
+    """A knowledge file's mapping that says `file:line: key.path` when a key is missing or a value has the
+    wrong type, instead of a KeyError traceback. Nested mappings come back tracked too."""
+
+    def __init__(self, doc: Located, data: dict[str, Any], path: KeyPath = ()) -> None:
+        self._doc, self._data, self._path = doc, data, path
+
+    def _where(self, path: KeyPath) -> str:
+        line = self._doc.line(path)
+        return f"{self._doc.file}{f':{line}' if line else ''}: {format_path(path) or '(top)'}"
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._data:
+            raise _Missing(f"{self._where(self._path)}: missing key {key!r}")
+        value = self._data[key]
+        return _Tracked(self._doc, value, (*self._path, key)) if isinstance(value, dict) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def int(self, key: str) -> int:
+        value = self[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise KnowledgeError(f"{self._where((*self._path, key))}: expected a whole number, got {value!r}")
+        return value
 
 
 def minor(version: Version | str) -> str:
@@ -180,11 +222,13 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
     `overlay_json` (a JSON string, so the cache can key on it) maps file names to fragments merged over
     them: a profile's own facts, e.g. the sandbox's stand-in bases and its CPU torch.
     """
-    files = {path.name: _load(path.name) for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))}
+    docs = {path.name: _load(path.name) for path in sorted(KNOWLEDGE_DIR.glob("*.yaml"))}
+    data = {name: dict(doc.data) for name, doc in docs.items()}
     for name, fragment in (json.loads(overlay_json) if overlay_json else {}).items():
-        if name not in files:
+        if name not in data:
             raise KnowledgeError(f"profile overlay names an unknown knowledge file {name!r}")
-        files[name] = deep_merge(files[name], fragment)
+        data[name] = deep_merge(data[name], fragment)
+    files = {name: _Tracked(docs[name], value) for name, value in data.items()}
     drivers, hosts, accel = files["cuda_drivers.yaml"], files["host_drivers.yaml"], files["accelerators.yaml"]
     bases, torch, fa = files["bases.yaml"], files["torch.yaml"], files["flash_attn.yaml"]
     xf, apex, ext = files["xformers.yaml"], files["apex.yaml"], files["extensions.yaml"]
@@ -196,7 +240,7 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
         accelerators={
             name: Accelerator(
                 name=name,
-                gpus_per_node=int(a["gpus_per_node"]),
+                gpus_per_node=a.int("gpus_per_node"),
                 gpu=str(a["gpu"]),
                 compute_capability=str(a["compute_capability"]),
                 fabric={str(c): str(f) for c, f in a["fabric"].items()},
@@ -226,8 +270,8 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
                 pypi_cuda=t["pypi_cuda"],
                 indexes=tuple(t["indexes"]),
                 nccl=None if t["nccl"] is None else str(t["nccl"]),
-                abi=int(t["abi"]),
-                abi_by_index={str(k): int(v) for k, v in t.get("abi_by_index", {}).items()},
+                abi=t.int("abi"),
+                abi_by_index={str(k): t["abi_by_index"].int(k) for k in t.get("abi_by_index", {})},
                 python_min=str(t["python"][0]),
                 python_max=str(t["python"][1]),
                 torchvision_minor=str(t["torchvision"]),
@@ -243,9 +287,7 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
                 python_min=str(r["python"][0]),
                 python_max=str(r["python"][1]),
                 python_max_by_torch={str(k): str(p) for k, p in r.get("python_max_by_torch", {}).items()},
-                mislabelled={
-                    str(k): {str(lbl): int(a) for lbl, a in m.items()} for k, m in r.get("mislabelled", {}).items()
-                },
+                mislabelled={str(k): {str(lbl): m.int(lbl) for lbl in m} for k, m in r.get("mislabelled", {}).items()},
             )
             for v, r in fa["releases"].items()
         },
@@ -272,6 +314,6 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
             for name, e in ext["extensions"].items()
         },
         build_tools={str(k): str(v) for k, v in tools["packages"].items()},
-        build_max_jobs=int(tools["max_jobs"]),
-        sources={name: str(data["source"]) for name, data in files.items()},
+        build_max_jobs=tools.int("max_jobs"),
+        sources={name: str(f["source"]) for name, f in files.items()},
     )

@@ -20,7 +20,6 @@ REGISTRY_HOST = re.compile(
 )
 # OCI distribution spec repository path components.
 REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
-SLUG = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 def version(text: str) -> str:

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from docker import DockerClient
 
 from generator.clock import utc_stamp
-from generator.errors import FleetError
+from generator.errors import FleetError, MatrixError
 from generator.results import mapping, record_path, write_record
+from generator.spec.yamlsource import load_yaml
 from generator.verify.payloadrun import Payload, run_payload
 
 STEP = "bench"
@@ -81,7 +81,10 @@ class Reference:
 
 def load_reference(path: Path = REFERENCE) -> Reference:
     """The reference table; every figure must carry a positive value and its source."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:  # the matrix's strict loader: a duplicate key is refused, not silently the last one
+        data = load_yaml(path).data
+    except MatrixError as exc:
+        raise BenchError(str(exc)) from None
     if not isinstance(data, dict) or "source" not in data or not isinstance(data.get("devices"), list):
         raise BenchError(f"{path}: expected a mapping with 'source' and a 'devices' list")
     devices = []
