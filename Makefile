@@ -29,6 +29,7 @@ setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, benchmarked, pushed, its page published
 	$(GEN) generate
 	$(GEN) sandbox up
+	$(GEN) --profile sandbox lock
 	$(GEN) --profile sandbox build -j $(JOBS)
 	$(GEN) --profile sandbox probe
 	$(GEN) --profile sandbox bench --quick

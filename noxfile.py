@@ -85,10 +85,11 @@ def fleet(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def sandbox(session: nox.Session) -> None:
-    """The sandbox end to end: engine and registry up, stand-in bases, then its fleet built, probed,
+    """The sandbox end to end: engine and registry up, stand-in bases, its lock (their digests), then its
+    fleet built, probed,
     benchmarked (no GPU here: no number), pushed, and its page published."""
     _generator(session, "sandbox", "up", profile="default")
-    for step in (["build"], ["probe"], ["bench", "--quick"], ["push", "--atomic"], ["publish"]):
+    for step in (["lock"], ["build"], ["probe"], ["bench", "--quick"], ["push", "--atomic"], ["publish"]):
         _generator(session, *step, profile="sandbox")
 
 

@@ -43,7 +43,8 @@ import docker.errors
 from docker import DockerClient
 
 from generator.build.builder import BuildResult
-from generator.build.steps import run_build, run_lock, stage_cell, write_images
+from generator.build.steps import run_build, stage_cell, write_images
+from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet
@@ -113,7 +114,9 @@ def ensure_sandbox(fleet: Fleet) -> DockerClient:
     services.up(progress=lambda line: say(f"sandbox: {line}"))
     client = connect()
     bases = {c.base_image for c in fleet.cells}
-    ensure_bases(client, [s for s in stand_ins() if s.ref in bases], progress=lambda line: say(f"sandbox: {line}"))
+    ensure_bases(
+        client, [s for s in stand_ins() if s.published() in bases], progress=lambda line: say(f"sandbox: {line}")
+    )
     return client
 
 

@@ -186,6 +186,8 @@ class Cell:
     origin: Origin
     ca_certificates: tuple[str, ...] = field(default=())
     torch_wheel: Artifact | None = None  # torch_from: wheelhouse: the locked wheel the build COPYs
+    # The base image's manifest digest from the lock (None: not locked yet): FROM <base_image>@<digest>.
+    base_digest: str | None = None
     # Files of the system layers the build COPYs (the EFA installer of a from-scratch AWS image).
     system_artifacts: tuple[Artifact, ...] = ()
 

@@ -110,6 +110,6 @@ def test_ensure_bases_makes_the_logs_of_earlier_runs_private(state: Path) -> Non
         _world_readable(rootfs.logs_dir() / name, "an earlier run\n")
         for name in ("debian-bookworm.log", f"{scratch.slug}.log")
     ]
-    results = ensure_bases(SimpleNamespace(images=_Images(images)), [scratch], progress=lambda _: None)
+    results = ensure_bases(SimpleNamespace(images=_Images(images)), [scratch], progress=lambda _: None, registry=None)
     assert [outcome for _, outcome in results] == [bases.UP_TO_DATE]
     assert {_mode(log) for log in logs} == {0o600}

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 import pytest
 
 from generator.deps import download, index, lockfile, pins
-from generator.deps.lockfile import read_lock, write_lock
+from generator.deps.lockfile import BaseLock, Lock, read_lock, write_lock
 from generator.deps.pins import Locked, Request, WheelhouseError
 from generator.deps.wheelhouse import fetch, lock, stage
 from generator.model import Artifact
@@ -436,7 +436,7 @@ ENTRIES = {
 
 def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "wheels.lock.json"
-    assert write_lock(path, ENTRIES) is True
+    assert write_lock(path, Lock(files=ENTRIES)) is True
     data = path.read_bytes()
     assert json.loads(data) == {
         "_generated": lockfile.LOCK_HEADER,
@@ -460,14 +460,14 @@ def test_write_lock_is_deterministic_and_quiet_when_unchanged(tmp_path: Path) ->
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     mtime = path.stat().st_mtime_ns
 
-    assert write_lock(path, dict(reversed(list(ENTRIES.items())))) is False  # same entries: no write
+    assert write_lock(path, Lock(files=dict(reversed(list(ENTRIES.items()))))) is False  # same entries: no write
     assert path.read_bytes() == data and path.stat().st_mtime_ns == mtime
-    assert read_lock(path) == ENTRIES
+    assert read_lock(path) == Lock(files=ENTRIES)
     assert sorted(p.name for p in path.parent.iterdir()) == ["wheels.lock.json"]  # no temp files
 
     changed = {**ENTRIES, "x==1 x.whl": Locked("x.whl", "https://h/x.whl", "7" * 64, 1)}
-    assert write_lock(path, changed) is True
-    assert read_lock(path) == changed
+    assert write_lock(path, Lock(files=changed)) is True
+    assert read_lock(path) == Lock(files=changed)
 
 
 @pytest.mark.parametrize(
@@ -484,6 +484,23 @@ def test_read_lock_checks_every_entry(tmp_path: Path, entry: dict[str, Any], why
     path = tmp_path / "lock.json"
     path.write_text(json.dumps({"_generated": lockfile.LOCK_HEADER, "files": {"x==1": entry}}))
     with pytest.raises(WheelhouseError, match=f"lock.json: files.x==1: .*{why}"):
+        read_lock(path)
+
+
+def test_base_digests_round_trip_and_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    lock = Lock(
+        bases={"air/x:tag": BaseLock("sha256:" + "a" * 64, "sha256:" + "b" * 64), "y:1": BaseLock("sha256:" + "c" * 64)}
+    )
+    write_lock(path, lock)
+    assert read_lock(path) == lock
+    data = json.loads(path.read_text())
+    data["bases"]["y:1"]["digest"] = "sha256:short"
+    path.write_text(json.dumps(data))
+    with pytest.raises(WheelhouseError, match=r"lock.json: bases.y:1: digest is not sha256:<64 hex>"):
+        read_lock(path)
+    path.write_text(json.dumps({"files": {}, "basse": {}}))  # a misspelt section is refused, not ignored
+    with pytest.raises(WheelhouseError, match="unknown section"):
         read_lock(path)
 
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from generator import paths
 from generator.build.builder import Builder, BuildResult
 from generator.build.runlock import fleet_lock
-from generator.deps.cells import requests_for, unlocked
-from generator.deps.lockfile import read_lock, write_lock
-from generator.deps.pins import Locked, Request, WheelhouseError
-from generator.deps.wheelhouse import fetch, lock, stage
+from generator.deps.cells import unlocked, unlocked_files
+from generator.deps.pins import Locked
+from generator.deps.wheelhouse import fetch, stage
 from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet, desired_files
-from generator.progress import Progress, to_stderr
+from generator.progress import Progress
 from generator.render.renderer import RenderedCell, artifacts
 from generator.render.writer import apply, plan
 from generator.resolve.checks import FAIL
@@ -30,46 +28,6 @@ Say = Callable[[str], object]
 # -- lock -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LockOutcome:
-    entries: int
-    written: bool
-    failures: list[str]
-
-
-def run_lock(fleet: Fleet, say: Say = to_stderr) -> LockOutcome:
-    """Resolve every file of every cell into the profile's lock; keep what is already locked.
-
-    URL files are locked one by one so one unreachable host does not hide the others; the package
-    index's files go to pip together. Whatever fails is listed, and the rest is still written.
-    """
-    wanted: dict[str, Request] = {}
-    failures: list[str] = []
-    for cell in fleet.unlocked_cells:
-        try:
-            for request in requests_for(cell):
-                wanted.setdefault(request.key, request)
-        except WheelhouseError as exc:  # e.g. an sdist with no URL: pip cannot lock it
-            failures.append(f"{cell.slug}: {exc}")
-    path = fleet.profile.lock
-    previous = read_lock(path) if path.exists() else {}
-    entries: dict[str, Locked] = {}
-    by_url = [r for r in wanted.values() if r.url is not None]
-    for request in by_url:
-        try:
-            entries.update(lock([request], previous, say))
-        except WheelhouseError as exc:
-            failures.append(str(exc))
-    index = [r for r in wanted.values() if r.url is None]
-    if index:
-        try:
-            entries.update(lock(index, previous, say))
-        except WheelhouseError as exc:
-            failures.append(str(exc))
-    written = write_lock(path, dict(sorted(entries.items())))
-    return LockOutcome(entries=len(entries), written=written, failures=failures)
-
-
 # -- fetch -------------------------------------------------------------------------------------------------
 
 
@@ -77,15 +35,27 @@ class NotLocked(FleetError):
     pass
 
 
+def refuse_unlocked(selected: list[RenderedCell]) -> None:
+    """Nothing is built from an input the lock does not pin: one line per cell, naming the inputs and
+    the command that locks them (exit status 2). FAILing cells are refused anyway, for their checks."""
+    lines = [
+        f"{r.cell.slug}: not locked: {', '.join(missing)}"
+        for r in selected
+        if r.status != FAIL and (missing := unlocked(r.cell))
+    ]
+    if lines:
+        raise NotLocked("; ".join(lines) + "; run `python -m generator lock`")
+
+
 def stage_cell(rendered: RenderedCell, directory: Path) -> list[Path]:
     """Fetch (verified, cached) every file the cell COPYs and stage them into its wheels/."""
     cell = rendered.cell
-    missing = unlocked(cell)
+    missing = unlocked_files(cell)
     if missing:
         raise NotLocked(f"{cell.slug}: not locked: {', '.join(missing)}; run `python -m generator lock`")
     files = []
     for a in artifacts(cell):
-        assert a.url is not None and a.sha256 is not None and a.size is not None  # unlocked() said so
+        assert a.url is not None and a.sha256 is not None and a.size is not None  # unlocked_files() said so
         files.append(fetch(Locked(a.filename, a.url, a.sha256, a.size)))
     return stage(files, directory / "wheels")
 
@@ -116,6 +86,7 @@ def run_build(
     """Generate, then build the selected cells; FAILing cells are reported, never built. `force` builds
     even cells whose image exists."""
     out = fleet.profile.images
+    refuse_unlocked(selected)
     progress = Progress(total=len(selected), quiet=quiet)
     results_dir = paths.results_dir()
     with fleet_lock("build", fleet.profile.name, wait=wait, progress=progress.note):

@@ -100,7 +100,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file is stale")
     s.add_argument("--out", type=Path, default=None, metavar="FILE", help="default: docs/matrix.schema.json")
 
-    sub.add_parser("lock", help="resolve every file the cells COPY into the profile's lock (name, URL, sha256)")
+    s = sub.add_parser(
+        "lock",
+        help="lock every input of the cells: each file they COPY (name, URL, sha256), each base image's digest",
+        description="Keeps what the lock has without asking anyone; --refresh asks upstream again (base images "
+        "republished under the same tag) and prints what moved and which cells' content digests change.",
+    )
+    s.add_argument("--refresh", action="store_true", help="ask upstream again for what the lock already has")
+    s.add_argument("--dry-run", action="store_true", help="refresh and report, write nothing")
 
     s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
     _cells_arg(s)

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from generator.build.runlock import fleet_lock
-from generator.build.steps import run_build, run_lock, stage_cell, summary, write_images
+from generator.build.steps import run_build, stage_cell, summary, write_images
 from generator.cli.common import print_json
+from generator.deps.step import run_lock
 from generator.errors import FleetError
 from generator.fleet import Fleet
 from generator.progress import to_stderr
@@ -17,9 +18,14 @@ from generator.status import BUILD_PASSED
 
 
 def cmd_lock(fleet: Fleet, args: argparse.Namespace) -> int:
-    outcome = run_lock(fleet)
-    state = "written" if outcome.written else "unchanged"
-    print(f"{fleet.profile.lock}: {outcome.entries} files locked, {state}")
+    outcome = run_lock(fleet, refresh=args.refresh or args.dry_run, dry_run=args.dry_run)
+    for line in outcome.moved:
+        print(f"moved: {line}")
+    if args.refresh or args.dry_run:
+        cells = ", ".join(outcome.changed_cells) or "none"
+        print(f"{len(outcome.changed_cells)} cells' content digests {'would ' if args.dry_run else ''}change: {cells}")
+    state = "not written (--dry-run)" if args.dry_run else "written" if outcome.written else "unchanged"
+    print(f"{fleet.profile.lock}: {outcome.entries} inputs locked, {state}")
     for failure in outcome.failures:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if outcome.failures else 0

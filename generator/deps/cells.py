@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 
+from generator.deps.lockfile import Lock
 from generator.deps.pins import Locked, Request, WheelhouseError, request_for
 from generator.model import Artifact, Cell
 
@@ -39,8 +40,11 @@ def _filled(artifact: Artifact, request: Callable[[], Request], lock: Mapping[st
     return replace(artifact, filename=found.filename, url=found.url, sha256=found.sha256, size=found.size)
 
 
-def apply_lock(cell: Cell, lock: Mapping[str, Locked]) -> Cell:
-    """The cell with every artifact the lock knows filled in (name, URL, sha256); others unchanged."""
+def apply_lock(cell: Cell, whole: Lock) -> Cell:
+    """The cell with every input the lock knows filled in (files: name, URL, sha256; the base image's
+    digest); others unchanged."""
+    lock = whole.files
+    base = whole.bases.get(cell.base_image)
     torch_wheel = cell.torch_wheel
     if torch_wheel is not None:
         torch_wheel = _filled(torch_wheel, lambda: torch_wheel_request(cell), lock)
@@ -49,9 +53,21 @@ def apply_lock(cell: Cell, lock: Mapping[str, Locked]) -> Cell:
         for e in cell.extensions
     )
     system = tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in cell.system_artifacts)
-    return replace(cell, torch_wheel=torch_wheel, extensions=extensions, system_artifacts=system)
+    return replace(
+        cell,
+        torch_wheel=torch_wheel,
+        extensions=extensions,
+        system_artifacts=system,
+        base_digest=base.digest if base else None,
+    )
+
+
+def unlocked_files(cell: Cell) -> list[str]:
+    """Files of the cell without a sha256 yet: what `fetch` cannot fetch."""
+    return [a.filename or f"{a.project}=={a.version}" for a in cell.artifacts if a.sha256 is None or a.size is None]
 
 
 def unlocked(cell: Cell) -> list[str]:
-    """Files of the cell without a sha256 yet: what `lock` still has to resolve."""
-    return [a.filename or f"{a.project}=={a.version}" for a in cell.artifacts if a.sha256 is None or a.size is None]
+    """Every input of the cell without a hash yet (its base image, its files): what `lock` still has to
+    resolve, and what `build` refuses to build from."""
+    return ([f"base image {cell.base_image}"] if cell.base_digest is None else []) + unlocked_files(cell)

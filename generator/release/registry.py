@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import docker.errors
 import requests.exceptions
@@ -43,6 +43,7 @@ UNREACHABLE = re.compile(
     r"|awaiting headers|timed? ?out|timeout|server misbehaving",
     re.IGNORECASE,
 )
+_T = TypeVar("_T")
 # Asking whether an image exists is quick: a few tries, a few seconds apart.
 LOOKUP = Policy(attempts=3, first_s=2.0)
 
@@ -74,13 +75,14 @@ class RegistryError(FleetError):
 
 def asking(
     ref: str,
-    once: Callable[[], bool],
+    once: Callable[[], _T],
     *,
     policy: Policy = LOOKUP,
     say: Say | None = None,
     sleep: Callable[[float], object] = time.sleep,
-) -> bool:
-    """`once()` (present or absent, or a RegistryError), tried again while its RegistryError is transient."""
+) -> _T:
+    """`once()` (present or absent, a digest, or a RegistryError), tried again while its RegistryError is
+    transient."""
     tries = 1
 
     def again(r: Retrying) -> None:

@@ -32,6 +32,7 @@ import jinja2
 
 from generator.sandbox.errors import SandboxBaseError
 from generator.sandbox.processes import make_private, write_private
+from generator.sandbox.registry import DEFAULT_REGISTRY
 from generator.sandbox.rootfs import BUILT, ROOTFS_REF, UP_TO_DATE, ensure_rootfs, find_image, first_line, logs_dir
 
 # BUILT, UP_TO_DATE and SandboxBaseError are ensure_bases's outcomes and failure: callers take them from here.
@@ -79,6 +80,11 @@ class StandIn:
     def slug(self) -> str:
         """A file name for this stand-in's log: the ref with its separators folded."""
         return re.sub(r"[^A-Za-z0-9._-]+", "_", self.ref)
+
+    def published(self, registry: str = DEFAULT_REGISTRY) -> str:
+        """Where the sandbox profile's cells take it FROM: the local registry, so that it has a manifest
+        digest the lock can pin, as the real fleet pins Docker Hub's."""
+        return f"{registry}/{self.ref}"
 
 
 def stand_ins() -> list[StandIn]:
@@ -170,8 +176,10 @@ def ensure_bases(
     progress: Callable[[str], None] = print,
     *,
     templates: Path = TEMPLATES,
+    registry: str | None = DEFAULT_REGISTRY,
 ) -> list[tuple[StandIn, str]]:
-    """Make sure each wanted stand-in (default: all six) exists and is current; build the ones that are not.
+    """Make sure each wanted stand-in (default: all six) exists and is current; build the ones that are not,
+    and push each to `registry` (None: keep them local) as `StandIn.published()`.
 
     Returns (stand-in, "built" | "up to date") in `wanted`'s order. The rootfs image is made first when
     missing. One process at a time per machine: a second one waits, then finds everything up to date.
@@ -180,7 +188,25 @@ def ensure_bases(
     with _lock():
         make_private(logs_dir().glob("*.log"))  # also those an older run wrote 0644 and no build rewrites now
         parent_id = ensure_rootfs(client, progress)
-        return [(stand_in, _ensure(client, plan(stand_in, templates), parent_id, progress)) for stand_in in wanted]
+        done = [(stand_in, _ensure(client, plan(stand_in, templates), parent_id, progress)) for stand_in in wanted]
+        if registry is not None:
+            for stand_in, _ in done:
+                _publish(client, stand_in, registry)
+        return done
+
+
+def _publish(client: docker.DockerClient, stand_in: StandIn, registry: str) -> None:
+    """Tag and push the stand-in to the local registry. Always pushed: the registry answers for layers it
+    has at once, and a stand-in rebuilt under the same tag must reach it (`lock --refresh` then sees it)."""
+    target = stand_in.published(registry)
+    image = client.images.get(stand_in.ref)
+    image.tag(target)
+    try:
+        for line in client.api.push(target, stream=True, decode=True):
+            if "error" in line:
+                raise SandboxBaseError(f"{target}: push to the sandbox registry failed: {line['error']}")
+    except docker.errors.APIError as exc:
+        raise SandboxBaseError(f"{target}: push to the sandbox registry failed: {first_line(exc)}") from None
 
 
 @contextlib.contextmanager

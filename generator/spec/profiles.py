@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator import paths
 from generator.errors import MatrixError
 from generator.paths import ROOT
 from generator.spec.knowledge import KNOWLEDGE_DIR
@@ -23,7 +24,18 @@ from generator.spec.yamlsource import load_yaml
 PROFILES_DIR = Path(__file__).parent.parent / "profiles"  # data beside the code: generator/profiles/
 TORCH_FROM = ("index", "wheelhouse")
 # key -> required; every value but `knowledge` is a string.
-KEYS = {"description": True, "matrix": True, "lock": True, "images": True, "torch_from": False, "knowledge": False}
+KEYS = {
+    "description": True,
+    "matrix": True,
+    "lock": True,
+    "images": True,
+    "torch_from": False,
+    "knowledge": False,
+    "bases_lock": False,
+}
+# `bases_lock: machine`: the base images are built on each machine (the sandbox's stand-ins), so their
+# digests are this machine's and locked under its state folder, never in the committed lock.
+BASES_LOCK = ("lock", "machine")
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class Profile:
     torch_from: str  # index: pip installs torch from the index in the build; wheelhouse: a fetched, COPY'd wheel
     knowledge_overlay: str | None  # JSON of {knowledge file: fragment}, the cache key of facts.knowledge()
     records: str  # results/<records>/<step>/<slug>.json
+    bases_lock: Path | None = None  # where base digests are locked when not in `lock` (see BASES_LOCK)
 
 
 def available() -> list[str]:
@@ -85,7 +98,13 @@ def load_profile(name: str, matrix: Path | None = None) -> Profile:
         torch_from=torch_from,
         knowledge_overlay=json.dumps(data.get("knowledge", {}), sort_keys=True),
         records=_records(name, path, own),
+        bases_lock=_machine_lock(_records(name, path, own)) if data.get("bases_lock") == "machine" else None,
     )
+
+
+def _machine_lock(records: str) -> Path:
+    """This machine's lock of base digests for a profile run on a matrix (beside the state it builds)."""
+    return paths.state_dir() / "locks" / (records.replace("/", "--") + ".bases.json")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -117,6 +136,8 @@ def _read(file: Path) -> dict[str, Any]:
         raise doc.error((), f"missing required key {missing[0]!r}")
     if data.get("torch_from", "index") not in TORCH_FROM:
         raise doc.error(("torch_from",), f"must be one of {', '.join(TORCH_FROM)}")
+    if data.get("bases_lock", "lock") not in BASES_LOCK:
+        raise doc.error(("bases_lock",), f"must be one of {', '.join(BASES_LOCK)}")
     overlay = data.get("knowledge", {})
     if not isinstance(overlay, dict):
         raise doc.error(("knowledge",), "expected a mapping of knowledge file -> fragment")

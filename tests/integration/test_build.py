@@ -25,7 +25,8 @@ import pytest
 
 from generator.build.builder import BuildResult
 from generator.build.runlock import hold
-from generator.build.steps import run_build, run_lock
+from generator.build.steps import run_build
+from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.fleet import Fleet
 from generator.sandbox import services

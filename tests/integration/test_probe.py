@@ -24,7 +24,8 @@ import docker
 import docker.errors
 import pytest
 
-from generator.build.steps import run_build, run_lock
+from generator.build.steps import run_build
+from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.fleet import Fleet
 from generator.model import Extension, Origin

@@ -1,0 +1,134 @@
+"""The `lock` step over a loaded fleet: every input of every cell (files, base images) into the lock.
+
+Without `refresh`, what the lock already has is kept without asking anyone (a lock is a decision, not a
+cache). With `refresh`, base images are asked again: a base republished under the same tag (security
+fixes) moves its digest, and with it the content digest of exactly the cells on that base; the outcome
+says what moved and which cells' digests change. `dry_run` reports without writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from generator.deps.bases import resolve_base
+from generator.deps.cells import apply_lock, requests_for
+from generator.deps.lockfile import BaseLock, Lock, read_lock, write_lock
+from generator.deps.pins import Locked, Request, WheelhouseError
+from generator.deps.wheelhouse import lock
+from generator.errors import FleetError, MatrixError
+from generator.fleet import Fleet
+from generator.model import Cell
+from generator.progress import to_stderr
+
+Say = Callable[[str], object]
+
+
+@dataclass(frozen=True)
+class LockOutcome:
+    entries: int
+    written: bool
+    failures: list[str]
+    moved: list[str] = field(default_factory=list)  # one line per input whose hash moved
+    changed_cells: list[str] = field(default_factory=list)  # slugs whose content digest moves with it
+
+
+def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_run: bool = False) -> LockOutcome:
+    """Resolve every input of every cell into the profile's lock (files; base images' digests).
+
+    URL files are locked one by one so one unreachable host does not hide the others; the package index's
+    files go to pip together; each base image is asked of its registry. Whatever fails is listed, keeps
+    what the lock had for it, and the rest is still written.
+    """
+    profile = fleet.profile
+    previous = read_lock(profile.lock) if profile.lock.exists() else Lock()
+    previous_bases = previous.bases
+    if profile.bases_lock is not None:
+        previous_bases = read_lock(profile.bases_lock).bases if profile.bases_lock.exists() else {}
+    failures: list[str] = []
+    files = _files(fleet, previous.files, say, failures)
+    bases = _bases(fleet, previous_bases, say, failures, refresh)
+    new = Lock(files=dict(sorted(files.items())), bases=dict(sorted(bases.items())))
+    moved = _moved_bases(fleet, previous_bases, bases)
+    changed = _changed_cells(fleet, new)
+    written = False
+    if not dry_run:
+        if profile.bases_lock is None:
+            written = write_lock(profile.lock, new)
+        else:
+            profile.bases_lock.parent.mkdir(parents=True, exist_ok=True)
+            written = write_lock(profile.lock, Lock(files=new.files))
+            written = write_lock(profile.bases_lock, Lock(bases=new.bases)) or written
+    return LockOutcome(len(files) + len(bases), written, failures, moved, changed)
+
+
+def _files(fleet: Fleet, previous: dict[str, Locked], say: Say, failures: list[str]) -> dict[str, Locked]:
+    wanted: dict[str, Request] = {}
+    for cell in fleet.unlocked_cells:
+        try:
+            for request in requests_for(cell):
+                wanted.setdefault(request.key, request)
+        except WheelhouseError as exc:  # e.g. an sdist with no URL: pip cannot lock it
+            failures.append(f"{cell.slug}: {exc}")
+    entries: dict[str, Locked] = {}
+    for request in (r for r in wanted.values() if r.url is not None):
+        try:
+            entries.update(lock([request], previous, say))
+        except WheelhouseError as exc:
+            failures.append(str(exc))
+    index = [r for r in wanted.values() if r.url is None]
+    if index:
+        try:
+            entries.update(lock(index, previous, say))
+        except WheelhouseError as exc:
+            failures.append(str(exc))
+    return entries
+
+
+def _bases(
+    fleet: Fleet, previous: dict[str, BaseLock], say: Say, failures: list[str], refresh: bool
+) -> dict[str, BaseLock]:
+    out: dict[str, BaseLock] = {}
+    for ref in sorted({c.base_image for c in fleet.unlocked_cells}):
+        if ref in previous and not refresh:
+            out[ref] = previous[ref]
+            continue
+        try:
+            out[ref] = resolve_base(ref)
+            say(f"lock: {ref}: {out[ref].digest}")
+        except FleetError as exc:  # a registry this machine cannot reach (Docker Hub from the sandbox)
+            failures.append(str(exc))
+            if ref in previous:
+                out[ref] = previous[ref]
+    return out
+
+
+def _moved_bases(fleet: Fleet, before: dict[str, BaseLock], after: dict[str, BaseLock]) -> list[str]:
+    lines = []
+    for ref in sorted(after):
+        old, new = before.get(ref), after[ref]
+        if old == new:
+            continue
+        cells = [c.slug for c in fleet.unlocked_cells if c.base_image == ref]
+        was = old.digest if old else "not locked"
+        lines.append(f"base {ref}: {was} -> {new.digest} ({len(cells)} cells: {', '.join(cells)})")
+    return lines
+
+
+def _changed_cells(fleet: Fleet, new: Lock) -> list[str]:
+    """Cells whose content digest the new lock moves (rendered both ways, nothing written). A cell that
+    cannot render without the lock (its torch wheel not locked yet) has no digest before: it changes."""
+    before = _digests(fleet, fleet.cells)
+    after = _digests(fleet, [apply_lock(c, new) for c in fleet.unlocked_cells])
+    return [slug for slug, digest in after.items() if before.get(slug) != digest]
+
+
+def _digests(fleet: Fleet, cells: list[Cell]) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for cell in cells:
+        try:
+            (rendered,) = fleet.render([cell])
+            out[cell.slug] = rendered.digest
+        except MatrixError:
+            out[cell.slug] = None
+    return out
