@@ -58,7 +58,9 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
         else:
             profile.bases_lock.parent.mkdir(parents=True, exist_ok=True)
             written = write_lock(profile.lock, Lock(files=new.files))
-            written = write_lock(profile.bases_lock, Lock(bases=new.bases)) or written
+            # One machine lock serves every matrix on the profile: keep the bases another matrix locked.
+            machine = dict(sorted({**previous_bases, **new.bases}.items()))
+            written = write_lock(profile.bases_lock, Lock(bases=machine)) or written
     return LockOutcome(len(files) + len(bases), written, failures, moved, changed)
 
 

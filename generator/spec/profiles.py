@@ -98,13 +98,14 @@ def load_profile(name: str, matrix: Path | None = None) -> Profile:
         torch_from=torch_from,
         knowledge_overlay=json.dumps(data.get("knowledge", {}), sort_keys=True),
         records=_records(name, path, own),
-        bases_lock=_machine_lock(_records(name, path, own)) if data.get("bases_lock") == "machine" else None,
+        bases_lock=_machine_lock(name) if data.get("bases_lock") == "machine" else None,
     )
 
 
-def _machine_lock(records: str) -> Path:
-    """This machine's lock of base digests for a profile run on a matrix (beside the state it builds)."""
-    return paths.state_dir() / "locks" / (records.replace("/", "--") + ".bases.json")
+def _machine_lock(name: str) -> Path:
+    """This machine's lock of a profile's base digests, beside the state that built the bases. One per
+    profile, whatever the matrix: another matrix on the profile builds FROM the same stand-ins."""
+    return paths.state_dir() / "locks" / f"{name}.bases.json"
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -70,7 +70,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("fleet")
     (root / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
     outcome = run_lock(sandbox_fleet(root), say=lambda _: None)
-    assert outcome.failures == [] and outcome.entries == 1  # the torch wheel, resolved by pip
+    assert outcome.failures == [] and outcome.entries == 2  # the torch wheel (resolved by pip) and the base
     old = os.environ.get("AIR_FLEET_RESULTS")
     os.environ["AIR_FLEET_RESULTS"] = str(root / "results")
     yield root
