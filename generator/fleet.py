@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ class Fleet:
         lock = read_lock(profile.lock) if profile.lock.exists() else Lock()
         if profile.bases_lock is not None:  # this machine's own base digests (the sandbox's stand-ins)
             bases = read_lock(profile.bases_lock).bases if profile.bases_lock.exists() else {}
-            lock = Lock(files=lock.files, bases=bases)
+            lock = dataclasses.replace(lock, bases=bases)
         return cls(
             matrix=matrix,
             cells=[apply_lock(c, lock) for c in raw],

@@ -136,6 +136,32 @@ class Artifact:
 
 
 @dataclass(frozen=True)
+class Pinned:
+    """One distribution of a cell's Python closure, as the lock pins it."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ClosureSpec:
+    """What a cell's Python closure is resolved from: the top-level requirements, the Python and platform
+    of the image, and the index a CUDA build of torch comes from (None: the package index)."""
+
+    requirements: tuple[str, ...]
+    python: str
+    platform: str
+    index_url: str | None
+
+    @property
+    def key(self) -> str:
+        """The lock's key for this closure: cells with the same inputs share one entry."""
+        extra = f" --index-url {self.index_url}" if self.index_url else ""
+        return f"{' '.join(self.requirements)} cp{self.python.replace('.', '')} {self.platform}{extra}"
+
+
+@dataclass(frozen=True)
 class Extension:
     """An extension resolved for one cell: what to install and what ABI the artifact really has."""
 
@@ -186,6 +212,9 @@ class Cell:
     origin: Origin
     ca_certificates: tuple[str, ...] = field(default=())
     torch_wheel: Artifact | None = None  # torch_from: wheelhouse: the locked wheel the build COPYs
+    # The whole Python environment the build installs, resolved and hashed by `lock` (None: not yet).
+    closure_spec: ClosureSpec | None = None
+    closure: tuple[Pinned, ...] | None = None
     # The base image's manifest digest from the lock (None: not locked yet): FROM <base_image>@<digest>.
     base_digest: str | None = None
     # Files of the system layers the build COPYs (the EFA installer of a from-scratch AWS image).

@@ -59,6 +59,7 @@ def apply_lock(cell: Cell, whole: Lock) -> Cell:
         extensions=extensions,
         system_artifacts=system,
         base_digest=base.digest if base else None,
+        closure=whole.closures.get(cell.closure_spec.key) if cell.closure_spec else None,
     )
 
 
@@ -70,4 +71,6 @@ def unlocked_files(cell: Cell) -> list[str]:
 def unlocked(cell: Cell) -> list[str]:
     """Every input of the cell without a hash yet (its base image, its files): what `lock` still has to
     resolve, and what `build` refuses to build from."""
-    return ([f"base image {cell.base_image}"] if cell.base_digest is None else []) + unlocked_files(cell)
+    base = [f"base image {cell.base_image}"] if cell.base_digest is None else []
+    closure = ["the Python environment (torch and its dependencies)"] if cell.closure is None else []
+    return base + closure + unlocked_files(cell)

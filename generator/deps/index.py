@@ -135,3 +135,40 @@ def _read_report(report: Path) -> dict[str, Picked]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WheelhouseError(f"pip's report {report} is not what this pip version should write: {exc!r}") from None
     return picked
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One distribution of a resolved closure: what `--require-hashes` will accept for it."""
+
+    name: str  # canonical
+    version: str
+    sha256: str | None  # None: the index gave no hash for the file pip picked
+
+
+def pip_closure(requirements: list[str], python: str, platform: str, extra: list[str]) -> list[Resolved]:
+    """Everything pip would install for `requirements` WITH their dependencies, on CPython `python` /
+    `platform`: each distribution's version and the sha256 of the file pip picked. `extra`: more pip
+    arguments (an index URL for a CUDA build of torch)."""
+    platforms = [arg for tag in platform_tags(platform) for arg in ("--platform", tag)]
+    with tempfile.TemporaryDirectory(prefix="closure-pip-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+        argv += ["--report", str(report), "--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+        argv += [*platforms, "--target", str(Path(tmp) / "target"), *extra, *requirements]
+        _run_pip(argv, f"the closure of {' '.join(requirements)} for {cp(python)} {platform}")
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+            return sorted(
+                (
+                    Resolved(
+                        canonicalize_name(item["metadata"]["name"]),
+                        str(item["metadata"]["version"]),
+                        item["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256"),
+                    )
+                    for item in data["install"]
+                ),
+                key=lambda r: r.name,
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise WheelhouseError(f"pip's report is not what this pip version should write: {exc!r}") from None

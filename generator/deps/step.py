@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 from generator.deps.bases import resolve_base
 from generator.deps.cells import apply_lock, requests_for
+from generator.deps.index import pip_closure
 from generator.deps.lockfile import BaseLock, Lock, read_lock, write_lock
 from generator.deps.pins import Locked, Request, WheelhouseError
 from generator.deps.wheelhouse import lock
 from generator.errors import FleetError, MatrixError
 from generator.fleet import Fleet
-from generator.model import Cell
+from generator.model import Cell, Pinned
 from generator.progress import to_stderr
 
 Say = Callable[[str], object]
@@ -48,8 +49,11 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
     failures: list[str] = []
     files = _files(fleet, previous.files, say, failures)
     bases = _bases(fleet, previous_bases, say, failures, refresh)
-    new = Lock(files=dict(sorted(files.items())), bases=dict(sorted(bases.items())))
-    moved = _moved_bases(fleet, previous_bases, bases)
+    closures = _closures(fleet, previous.closures, say, failures, refresh)
+    new = Lock(
+        files=dict(sorted(files.items())), bases=dict(sorted(bases.items())), closures=dict(sorted(closures.items()))
+    )
+    moved = _moved_bases(fleet, previous_bases, bases) + _moved_closures(fleet, previous.closures, closures)
     changed = _changed_cells(fleet, new)
     written = False
     if not dry_run:
@@ -57,11 +61,11 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
             written = write_lock(profile.lock, new)
         else:
             profile.bases_lock.parent.mkdir(parents=True, exist_ok=True)
-            written = write_lock(profile.lock, Lock(files=new.files))
+            written = write_lock(profile.lock, Lock(files=new.files, closures=new.closures))
             # One machine lock serves every matrix on the profile: keep the bases another matrix locked.
             machine = dict(sorted({**previous_bases, **new.bases}.items()))
             written = write_lock(profile.bases_lock, Lock(bases=machine)) or written
-    return LockOutcome(len(files) + len(bases), written, failures, moved, changed)
+    return LockOutcome(len(files) + len(bases) + len(closures), written, failures, moved, changed)
 
 
 def _files(fleet: Fleet, previous: dict[str, Locked], say: Say, failures: list[str]) -> dict[str, Locked]:
@@ -103,6 +107,49 @@ def _bases(
             if ref in previous:
                 out[ref] = previous[ref]
     return out
+
+
+def _closures(
+    fleet: Fleet, previous: dict[str, tuple[Pinned, ...]], say: Say, failures: list[str], refresh: bool
+) -> dict[str, tuple[Pinned, ...]]:
+    """Each distinct Python environment of the fleet, resolved WITH dependencies by pip and hashed."""
+    specs = {c.closure_spec.key: c.closure_spec for c in fleet.unlocked_cells if c.closure_spec is not None}
+    out: dict[str, tuple[Pinned, ...]] = {}
+    for key, spec in sorted(specs.items()):
+        if key in previous and not refresh:
+            out[key] = previous[key]
+            continue
+        extra = ["--index-url", spec.index_url] if spec.index_url else []
+        try:
+            resolved = pip_closure(list(spec.requirements), spec.python, spec.platform, extra)
+            unhashed = [r.name for r in resolved if not r.sha256]
+            if unhashed:
+                raise WheelhouseError(f"{key}: the index gave no sha256 for {', '.join(unhashed)}")
+            out[key] = tuple(Pinned(r.name, r.version, str(r.sha256)) for r in resolved)
+            say(f"lock: {len(out[key])} packages for {key}")
+        except WheelhouseError as exc:  # a CUDA index this machine cannot reach: the nightly resolves it
+            failures.append(str(exc))
+            if key in previous:
+                out[key] = previous[key]
+    return out
+
+
+def _moved_closures(
+    fleet: Fleet, before: dict[str, tuple[Pinned, ...]], after: dict[str, tuple[Pinned, ...]]
+) -> list[str]:
+    lines = []
+    for key in sorted(after):
+        old = {p.name: p for p in before.get(key, ())}
+        new = {p.name: p for p in after[key]}
+        changes = [
+            f"{name} {old[name].version if name in old else 'absent'} -> {new[name].version if name in new else 'gone'}"
+            for name in sorted(old.keys() | new.keys())
+            if old.get(name) != new.get(name)
+        ]
+        if key in before and changes:
+            cells = [c.slug for c in fleet.unlocked_cells if c.closure_spec and c.closure_spec.key == key]
+            lines.append(f"python {key}: {', '.join(changes)} ({len(cells)} cells: {', '.join(cells)})")
+    return lines
 
 
 def _moved_bases(fleet: Fleet, before: dict[str, BaseLock], after: dict[str, BaseLock]) -> list[str]:

@@ -199,6 +199,19 @@ class Renderer:
         return sorted(f"{e.name}=={e.version}" for e in cell.extensions if e.kind == "pip")
 
     def _requirements(self, cell: Cell) -> str:
+        if cell.closure is not None:
+            return (
+                "\n".join(
+                    [
+                        f"# {HEADER}",
+                        "# The cell's whole Python environment as the lock pins it (torch, its companions and every",
+                        "# dependency): installed with --require-hashes --no-deps, so nothing enters the image that",
+                        "# these lines do not name, byte for byte. Fetched files (release wheels, sources) are apart.",
+                        *(f"{p.name}=={p.version} --hash=sha256:{p.sha256}" for p in cell.closure),
+                    ]
+                )
+                + "\n"
+            )
         lines = [
             f"# {HEADER}",
             "# Pinned pure-Python packages of this cell; torch and compiled extensions are",

@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 from itertools import product
 
 from generator.errors import MatrixError
-from generator.model import Artifact, Cell, Extension, Matrix, Origin, Selector, TorchRow
+from generator.model import Artifact, Cell, ClosureSpec, Extension, Matrix, Origin, Selector, TorchRow
 from generator.resolve.checks import needs_efa_block
 from generator.resolve.extensions import TorchBuild, resolve
 from generator.spec.knowledge import Knowledge, knowledge, minor
@@ -174,7 +174,25 @@ def build_cell(
         if torch_from == "wheelhouse"
         else None,
     )
-    return replace(cell, system_artifacts=system_artifacts(cell, facts))
+    return replace(cell, system_artifacts=system_artifacts(cell, facts), closure_spec=closure_spec(cell, facts))
+
+
+# The platform every image is: what pip resolves the closure for (wheels for an older glibc run on it too).
+IMAGE_PLATFORM = "manylinux_2_28_x86_64"
+
+
+def closure_spec(cell: Cell, facts: Knowledge) -> ClosureSpec:
+    """The top-level requirements of the cell's Python environment: torch and its companions, the pinned
+    packages, torch-pinned wheels (xformers), and the build tools a source build uses. Release wheels and
+    source archives (flash-attn, apex) are fetched files, hashed in the lock's `files`, not in here."""
+    reqs = [f"torch=={cell.torch}"]
+    reqs += [f"{name}=={v}" for name, v in (("torchvision", cell.torchvision), ("torchaudio", cell.torchaudio))]
+    reqs = [r for r in reqs if not r.endswith("==none")]
+    reqs += [f"{e.name}=={e.version}" for e in cell.extensions if e.kind in ("pip", "torch-pinned") and not e.problem]
+    if any(e.build == "source" for e in cell.extensions):
+        reqs += [f"{name}=={v}" for name, v in sorted(facts.build_tools.items())]
+    index = None if cell.torch_from_pypi else facts.torch_index_url.format(index=cell.torch_index)
+    return ClosureSpec(tuple(sorted(reqs)), cell.python, IMAGE_PLATFORM, index)
 
 
 def system_artifacts(cell: Cell, facts: Knowledge) -> tuple[Artifact, ...]:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from packaging.utils import canonicalize_name
 
 from generator.build.builder import BuildResult
 from generator.build.runlock import hold
@@ -48,16 +49,32 @@ torch:
 stacks:
   plain: []
   einops: [einops]
-  broken: [air-fleet-no-such-package]
+  broken: [six]
 extensions:
   einops: {{kind: pip, version: 0.8.2}}
-  air-fleet-no-such-package: {{kind: pip, version: 1.0.0}}
+  six: {{kind: pip, version: 1.17.0}}
 """
 PLAIN, EINOPS, BROKEN = (
     "aws-runtime-torch2.13",
     "aws-runtime-torch2.13-einops0.8.2",
-    "aws-runtime-torch2.13-air-fleet-no-such-package1.0.0",
+    "aws-runtime-torch2.13-six1.17.0",
 )
+TAMPERED = "six"  # the broken cell: its lock says another sha256 for six than the index's file has
+
+
+def tamper(lock_file: Path, slug_package: str) -> str:
+    """Change one hex digit of `slug_package`'s sha256 in every closure of the lock that has it; the new hash."""
+    data = json.loads(lock_file.read_text())
+    changed = ""
+    for pins in data["closures"].values():
+        for pin in pins:
+            if pin["name"] == slug_package:
+                digit = pin["sha256"][0]
+                pin["sha256"] = ("0" if digit != "0" else "1") + pin["sha256"][1:]
+                changed = pin["sha256"]
+    assert changed, f"no closure pins {slug_package}"
+    lock_file.write_text(json.dumps(data))
+    return changed
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +87,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("fleet")
     (root / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
     outcome = run_lock(sandbox_fleet(root), say=lambda _: None)
-    assert outcome.failures == [] and outcome.entries == 2  # the torch wheel (resolved by pip) and the base
+    # The torch wheel (resolved by pip), the base, and three Python environments (plain, einops, six).
+    assert outcome.failures == [] and outcome.entries == 5
+    tamper(root / "wheels.lock.json", TAMPERED)
     old = os.environ.get("AIR_FLEET_RESULTS")
     os.environ["AIR_FLEET_RESULTS"] = str(root / "results")
     yield root
@@ -125,7 +144,8 @@ def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:
     assert results[PLAIN].status == "built" and results[EINOPS].status == "built"
     broken = results[BROKEN]
     assert broken.status == "failed" and broken.build_started
-    assert broken.log_tail and "air-fleet-no-such-package" in broken.log_tail  # the tail says why
+    # One changed byte of one locked hash: the installer refuses the file (--require-hashes), the tail says so.
+    assert broken.log_tail and "six" in broken.log_tail and "hash" in broken.log_tail.lower(), broken.log_tail
     client = docker.from_env()
     for slug in (PLAIN, EINOPS):
         image = client.images.get(results[slug].ref)
@@ -139,6 +159,20 @@ def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:
     records = {p.stem: json.loads(p.read_text()) for p in (records_of(project) / "build").glob("*.json")}
     assert {records[s]["status"] for s in (PLAIN, EINOPS, BROKEN)} == {"built", "failed"}
     assert records[BROKEN]["error"]
+
+
+def test_the_image_holds_exactly_the_locked_environment(project: Path) -> None:
+    """`pip list` in the image is the lock's closure for that cell, package for package (plus the venv's
+    own pip, which the base made and nothing installs)."""
+    fleet = sandbox_fleet(project)
+    cell = next(c for c in fleet.cells if c.slug == EINOPS)
+    assert cell.closure is not None and len(cell.closure) > 5
+    ref = build(project, EINOPS)[EINOPS].ref
+    out = docker.from_env().containers.run(
+        ref, ["/opt/venv/bin/python", "-m", "pip", "list", "--format=json"], remove=True, network_mode="none"
+    )
+    installed = {(canonicalize_name(d["name"]), d["version"]) for d in json.loads(out)}
+    assert installed - {d for d in installed if d[0] == "pip"} == {(p.name, p.version) for p in cell.closure}
 
 
 def test_second_run_starts_no_build(project: Path) -> None:
