@@ -27,6 +27,8 @@ def _cli(*args: str, results: Path) -> subprocess.CompletedProcess[str]:
 
 def test_bench_without_a_gpu_reports_no_number(tmp_path: Path) -> None:
     services.up(progress=lambda _: None)
+    locked = _cli("lock", results=tmp_path)  # the stand-in bases' digests on this machine: build refuses without
+    assert locked.returncode == 0, locked.stderr
     built = _cli("build", "1", results=tmp_path)
     assert built.returncode == 0, built.stdout + built.stderr
     done = _cli("bench", "1", "--quick", "--no-gpus", "--json", results=tmp_path)

@@ -1,0 +1,86 @@
+"""Each cell's whole Python environment, locked with hashes (generator/resolve/expand.closure_spec,
+generator/deps/lockfile.py `closures`, the render): what is resolved, how it is kept, how it is installed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from generator.deps.cells import apply_lock, unlocked
+from generator.deps.lockfile import Lock, read_lock, write_lock
+from generator.deps.pins import WheelhouseError
+from generator.fleet import Fleet
+from generator.model import Cell, Pinned
+from tests.conftest import DEFAULT_MATRIX
+
+SHA = "ab" * 32
+
+
+def cell_of(fleet: Fleet, slug: str) -> Cell:
+    return next(c for c in fleet.unlocked_cells if c.slug == slug)
+
+
+def pins(*names: str) -> tuple[Pinned, ...]:
+    return tuple(Pinned(name, "1.0", SHA) for name in names)
+
+
+def test_the_spec_names_torch_its_companions_and_what_pip_installs() -> None:
+    fleet = Fleet.load(DEFAULT_MATRIX)
+    xformers = cell_of(fleet, "aws-runtime-torch2.6-xformers0.0.29.post3").closure_spec
+    assert xformers is not None
+    assert xformers.requirements == (
+        "torch==2.6.0",
+        "torchaudio==2.6.0",
+        "torchvision==0.21.0",
+        "xformers==0.0.29.post3",
+    )
+    assert (xformers.python, xformers.platform, xformers.index_url) == ("3.12", "manylinux_2_28_x86_64", None)
+    # flash-attn's release wheel is a fetched file (the lock's `files`), not part of the resolved environment.
+    flash = cell_of(fleet, "aws-runtime-torch2.6-flash-attn2.7.4.post1").closure_spec
+    assert flash is not None and not any("flash" in r for r in flash.requirements)
+    # apex builds from source: its build tools are in the environment, torch from the cu129 index.
+    apex = cell_of(fleet, "aws-devel-torch2.8-cu129-apex").closure_spec
+    assert apex is not None and "setuptools==84.2.1" in apex.requirements and "ninja==1.13.2" in apex.requirements
+    assert apex.index_url == "https://download.pytorch.org/whl/cu129"
+    assert apex.key.endswith("cp312 manylinux_2_28_x86_64 --index-url https://download.pytorch.org/whl/cu129")
+    # Cells with the same inputs share one environment in the lock.
+    same = {c.closure_spec.key for c in fleet.unlocked_cells if c.closure_spec and c.slug.endswith("-torch2.6")}
+    assert len(same) == 1
+
+
+def test_a_locked_environment_is_rendered_with_hashes_and_installed_with_require_hashes() -> None:
+    fleet = Fleet.load(DEFAULT_MATRIX)
+    raw = cell_of(fleet, "aws-runtime-torch2.6-xformers0.0.29.post3")
+    assert raw.closure_spec is not None
+    assert "the Python environment (torch and its dependencies)" in unlocked(raw)
+    env = pins("numpy", "torch", "xformers")
+    cell = apply_lock(raw, Lock(closures={raw.closure_spec.key: env}))
+    assert cell.closure == env and "the Python environment (torch and its dependencies)" not in unlocked(cell)
+    (rendered,) = fleet.render([cell])
+    requirements = rendered.files["requirements.txt"].decode()
+    assert (
+        f"xformers==1.0 --hash=sha256:{SHA}\n" in requirements and f"torch==1.0 --hash=sha256:{SHA}\n" in requirements
+    )
+    dockerfile = rendered.files["Dockerfile"].decode()
+    assert "uv pip install --python /opt/venv/bin/python --no-cache --require-hashes --no-deps" in dockerfile
+    assert "-r /tmp/fleet/requirements.txt" in dockerfile
+    assert "RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps xformers==" not in dockerfile
+    (unlocked_render,) = fleet.render([raw])
+    assert rendered.digest != unlocked_render.digest  # the hashes are part of what the digest covers
+    other = dataclasses.replace(cell, closure=(*env[:2], Pinned("xformers", "1.0", "cd" * 32)))
+    assert fleet.render([other])[0].digest != rendered.digest  # one hash moved: another image
+
+
+def test_closures_round_trip_and_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "lock.json"
+    lock = Lock(closures={"torch==2.6.0 cp312 manylinux_2_28_x86_64": pins("filelock", "torch")})
+    write_lock(path, lock)
+    assert read_lock(path) == lock
+    data = json.loads(path.read_text())
+    data["closures"]["torch==2.6.0 cp312 manylinux_2_28_x86_64"][1]["sha256"] = "AB" * 32
+    path.write_text(json.dumps(data))
+    with pytest.raises(WheelhouseError, match=r"closures\.torch==2\.6\.0 .*\[1\]: .*64 lowercase hex"):
+        read_lock(path)
