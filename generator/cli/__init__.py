@@ -24,6 +24,7 @@ examples:
   python -m generator generate --check          exit 1 listing what is stale, write nothing
   python -m generator schema                    write docs/matrix.schema.json (editors complete matrix.yaml)
   python -m generator --matrix other.yaml list  use another matrix file
+  python -m generator outdated                  newer upstream releases as proposals; exit 1 if any
 
   python -m generator sandbox up                start the local Docker engine and registry (installs them
                                                 if missing) and build the sandbox's stand-in base images
