@@ -13,7 +13,7 @@ JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
-	lock build probe bench push publish
+	lock outdated build probe bench push publish
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ sandbox-down: $(INSTALLED) ## stop what sandbox-up started (never an engine it d
 
 lock: $(INSTALLED) ## resolve every file the $(PROFILE) cells COPY into its lock (name, URL, sha256)
 	$(GEN) --profile $(PROFILE) lock
+
+outdated: $(INSTALLED) ## newer upstream releases $(PROFILE) could adopt, as proposals (asks the package index)
+	$(GEN) --profile $(PROFILE) outdated
 
 build: $(INSTALLED) ## build every out-of-date cell of $(PROFILE) (JOBS=2 at once)
 	$(GEN) --profile $(PROFILE) build -j $(JOBS)

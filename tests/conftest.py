@@ -79,8 +79,10 @@ def load_fleet(write_matrix: WriteMatrix) -> Callable[[str], Fleet]:
     return load
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m generator ARGS` as a subprocess, the way users and CI run it."""
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m generator ARGS` as a subprocess, the way users and CI run it; `env` adds variables."""
     return subprocess.run(
         [sys.executable, "-m", "generator", *args],
         cwd=cwd or ROOT,
@@ -88,5 +90,5 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subproc
         text=True,
         timeout=timeout,
         check=False,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **(env or {})},
     )

@@ -8,6 +8,7 @@ bash scripts, the way a runner would run them.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -38,7 +39,11 @@ HOSTED = re.compile(r"^ubuntu-\d\d\.\d\d$")
 # Every secret the workflows read, and so every secret docs/operating.md must tell a platform team to set.
 SECRETS = {"AIR_FLEET_REGISTRY_USERNAME", "AIR_FLEET_REGISTRY_PASSWORD", "DATABRICKS_HOST", "DATABRICKS_TOKEN"}
 BAD_SEVERITIES = {"medium", "high"}
-WRITE_JOBS = {(NIGHTLY.name, "publish")}  # the only job allowed any `write` permission
+# The only jobs allowed any `write` permission, and exactly what each may write.
+WRITE_JOBS = {
+    (NIGHTLY.name, "publish"): {"pages", "id-token"},  # the Pages deployment
+    (NIGHTLY.name, "refresh"): {"contents", "pull-requests"},  # the lock-refresh branch and its pull request
+}
 
 Workflow = dict[str, Any]
 Path_ = tuple[str | int, ...]
@@ -306,7 +311,7 @@ def test_permissions_are_least_privilege(path: Path) -> None:
         assert isinstance(granted, dict), f"{job_id}: no explicit permissions mapping"
         writes = {scope for scope, level in granted.items() if level == "write"}
         if (path.name, job_id) in WRITE_JOBS:
-            assert writes == {"pages", "id-token"}, f"{job_id}: {granted}"
+            assert writes == WRITE_JOBS[path.name, job_id], f"{job_id}: {granted}"
         else:
             assert not writes, f"{job_id} may not write: {granted}"
         assert set(granted.values()) <= {"read", "write", "none"}
@@ -393,7 +398,7 @@ def test_nightly_is_scheduled_dispatchable_and_never_cancelled() -> None:
 def test_nightly_fans_out_the_plan_and_gates_publication() -> None:
     workflow = load(NIGHTLY)
     all_jobs = jobs(workflow)
-    assert set(all_jobs) == {"plan", "build", "benchmark", "gate", "publish"}
+    assert set(all_jobs) == {"refresh", "plan", "build", "benchmark", "gate", "publish"}
     assert all_jobs["plan"]["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
     assert "python -m generator plan --json" in step(workflow, "plan", "plan")["run"]
     for job_id in ("build", "benchmark"):
@@ -431,3 +436,230 @@ def test_a_forced_night_forces_the_build_too(force: bool, tmp_path: Path) -> Non
     argv = (tmp_path / "argv").read_text().split()
     assert argv[:3] == ["-m", "generator", "build"] and argv[-1] == "aws-runtime-torch2.6"
     assert ("--force" in argv) is force
+
+
+# -- the refresh job: run as a runner runs it -----------------------------------------------------------------
+
+REPO = "acme/air-fleet"
+TODAY_BRANCH = "lock-refresh/" + datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+PR_URL = f"https://github.com/{REPO}/pull/7"
+# `python`: pip install is a no-op; `lock --refresh` moves a base digest (FAKE_LOCK=moved), asks nothing new
+# (same) or moves one and fails on another (fail); `generate` renders the lock into images/; `outdated` prints
+# a proposal and exits FAKE_OUTDATED.
+FAKE_PYTHON = """#!/bin/bash
+printf '%s\\n' "$*" >> "$FAKES/python.log"
+case "$*" in
+  "-m pip install"*) ;;
+  "-m generator lock --refresh")
+    if [ "$FAKE_LOCK" = same ]; then
+      echo "0 cells' content digests change: none"
+    else
+      echo '{"bases": {"air:dcs-base-aws-runtime": "sha256:bbb"}}' > wheels.lock.json
+      echo "moved: base air:dcs-base-aws-runtime: sha256:aaa -> sha256:bbb (1 cells: aws-runtime-torch2.8)"
+      echo "1 cells' content digests change: aws-runtime-torch2.8"
+    fi
+    echo "wheels.lock.json: 1 inputs locked"
+    if [ "$FAKE_LOCK" = fail ]; then echo "error: docker.invalid/other: no answer" >&2; exit 1; fi ;;
+  "-m generator generate")
+    if [ -e wheels.lock.json ]; then mkdir -p images/a; cp wheels.lock.json images/a/base.json; fi ;;
+  "-m generator outdated")
+    echo "torch      2.9.1     new minor 2.9 (in the knowledge): add a torch line"
+    exit "${FAKE_OUTDATED:-1}" ;;
+  *) echo "fake python: unexpected $*" >&2; exit 99 ;;
+esac
+"""
+# `gh`: records its arguments and any --body-file; `pr view` finds a pull request only with FAKE_GH_EXISTING;
+# `pr list` prints FAKE_GH_OPEN (what its --jq would print: "<number> <head branch>" lines).
+FAKE_GH = """#!/bin/bash
+printf '%s\\n' "$*" >> "$FAKES/gh.log"
+previous=""
+for arg in "$@"; do
+  if [ "$previous" = --body-file ]; then cp "$arg" "$FAKES/pr-body.md"; fi
+  previous="$arg"
+done
+case "$1 $2" in
+  "pr view") [ -n "$FAKE_GH_EXISTING" ] && echo "$FAKE_GH_EXISTING" ;;
+  "pr create") echo "__URL__" ;;
+  "pr list") printf '%s' "$FAKE_GH_OPEN" ;;
+  "auth setup-git"|"pr edit"|"pr close") ;;
+  *) echo "fake gh: unexpected $*" >&2; exit 99 ;;
+esac
+""".replace("__URL__", PR_URL)
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(cwd.parent / "home")}
+    ident = ["-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"]
+    done = subprocess.run(["git", *ident, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A clone of a bare `origin` whose main has a lock and images/, as actions/checkout leaves it."""
+    (tmp_path / "home").mkdir()
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    git(tmp_path, "init", "--quiet", "--bare", str(origin))
+    work.mkdir()
+    git(work, "init", "--quiet")
+    (work / "wheels.lock.json").write_text('{"bases": {"air:dcs-base-aws-runtime": "sha256:aaa"}}\n')
+    (work / "images" / "a").mkdir(parents=True)
+    (work / "images" / "a" / "base.json").write_text('{"bases": {"air:dcs-base-aws-runtime": "sha256:aaa"}}\n')
+    git(work, "add", ".")
+    git(work, "commit", "--quiet", "-m", "main")
+    git(work, "remote", "add", "origin", str(origin))
+    git(work, "push", "--quiet", "origin", "HEAD:refs/heads/main")
+    return work
+
+
+def expand(value: str, outputs: dict[str, str]) -> str:
+    """A step's env value as GitHub would expand it, for the few expressions the refresh job uses."""
+    known = {"github.token": "fake-token", "github.repository": REPO}
+    match = re.fullmatch(r"\$\{\{\s*(.+?)\s*\}\}", value)
+    if match is None:
+        return value
+    expr = match.group(1)
+    step_output = re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr)
+    if step_output:
+        return outputs.get(f"{step_output.group(1)}.{step_output.group(2)}", "")
+    assert expr in known, f"the test does not know how to expand {value!r}"
+    return known[expr]
+
+
+def run_refresh(checkout: Path, **fakes: str) -> tuple[int, str, Path]:
+    """Every `run:` step of the refresh job in order, as a runner runs them (`uses:` steps are what the
+    fixture did); stops at the first that fails, as GitHub does. Returns (status, output, fakes dir)."""
+    tmp = checkout.parent
+    bin_dir, temp = tmp / "bin", tmp / "runner_temp"
+    bin_dir.mkdir(exist_ok=True)
+    temp.mkdir(exist_ok=True)
+    for name, text in (("python", FAKE_PYTHON), ("gh", FAKE_GH)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    base = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp / "home"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "FAKES": str(tmp),
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_STEP_SUMMARY": str(tmp / "step_summary"),
+        "GITHUB_REF_NAME": "main",
+        "GITHUB_REF_TYPE": "branch",
+        **fakes,
+    }
+    outputs: dict[str, str] = {}
+    log = ""
+    for s in jobs(load(NIGHTLY))["refresh"]["steps"]:
+        if "run" not in s:
+            continue
+        assert "if" not in s, "the harness runs every step: a condition would need emulating"
+        output = temp / f"output-{s.get('id', 'step')}"
+        env = {**base, "GITHUB_OUTPUT": str(output)}
+        env.update({name: expand(str(value), outputs) for name, value in s.get("env", {}).items()})
+        proc = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", s["run"]],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        log += proc.stdout + proc.stderr
+        if output.exists() and "id" in s:
+            for line in output.read_text().splitlines():
+                key, _, value = line.partition("=")
+                outputs[f"{s['id']}.{key}"] = value
+        if proc.returncode != 0:
+            return proc.returncode, log, tmp
+    return 0, log, tmp
+
+
+def gh_calls(fakes: Path) -> list[str]:
+    path = fakes / "gh.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_refresh_runs_before_plan_and_never_holds_it_back() -> None:
+    all_jobs = jobs(load(NIGHTLY))
+    refresh, plan = all_jobs["refresh"], all_jobs["plan"]
+    assert plan["needs"] == "refresh" and "needs" not in refresh
+    assert next(iter(all_jobs)) == "refresh"  # written first, as it runs
+    # A failed refresh (upstream down) is red, yet reports success to `plan`: tonight still builds main's lock.
+    assert refresh["continue-on-error"] is True
+    assert "if" not in plan
+    assert refresh["runs-on"] == "ubuntu-24.04"
+    assert "environment" not in refresh, "the refresh reads no secret: none of air-fleet's may reach it"
+    assert refresh["permissions"] == {"contents": "write", "pull-requests": "write"}
+    pythons = [s for s in refresh["steps"] if s.get("uses", "").startswith("actions/setup-python@")]
+    assert pythons and all("cache" not in s["with"] for s in pythons), "no cache beside a token that can push"
+    script = "\n".join(s.get("run", "") for s in refresh["steps"])
+    for command in (
+        "python -m generator lock --refresh",
+        "python -m generator generate",
+        "python -m generator outdated",
+    ):
+        assert command in script, f"refresh does not run `{command}`"
+
+
+def test_the_refresh_job_stages_the_default_profiles_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from generator.spec.profiles import load_profile
+
+    monkeypatch.chdir(ROOT)  # the default profile's paths are the checkout's, as on the runner
+    (propose,) = [s for s in jobs(load(NIGHTLY))["refresh"]["steps"] if "gh pr create" in s.get("run", "")]
+    assert load_profile("default", None).lock.resolve() == ROOT / propose["env"]["LOCK"]
+
+
+def test_the_refresh_opens_a_pull_request_with_what_moved(checkout: Path) -> None:
+    status, log, fakes = run_refresh(checkout, FAKE_LOCK="moved")
+    assert status == 0, log
+    # The branch is on origin, one commit over main, holding exactly the lock and images/.
+    origin = checkout.parent / "origin.git"
+    changed = git(origin, "diff", "--name-only", "main", TODAY_BRANCH).split()
+    assert changed == ["images/a/base.json", "wheels.lock.json"]
+    message = git(origin, "log", "-1", "--format=%B", TODAY_BRANCH)
+    assert "moved: base air:dcs-base-aws-runtime: sha256:aaa -> sha256:bbb" in message
+    calls = gh_calls(fakes)
+    assert calls[0] == "auth setup-git", "git pushes with gh's credentials, the token never in a URL"
+    (create,) = [c for c in calls if c.startswith("pr create")]
+    assert f"--base main --head {TODAY_BRANCH}" in create
+    body = (fakes / "pr-body.md").read_text()
+    assert "moved: base air:dcs-base-aws-runtime: sha256:aaa -> sha256:bbb (1 cells: aws-runtime-torch2.8)" in body
+    assert "1 cells' content digests change: aws-runtime-torch2.8" in body
+    summary = (fakes / "step_summary").read_text()
+    assert "torch      2.9.1     new minor 2.9" in summary, "outdated's output goes to the job summary"
+    assert f"Pull request: {PR_URL}" in summary
+    assert "fake-token" not in log
+
+
+def test_nothing_moved_is_no_branch_and_no_pull_request(checkout: Path) -> None:
+    status, log, fakes = run_refresh(checkout, FAKE_LOCK="same", FAKE_OUTDATED="0")
+    assert status == 0, log
+    assert git(checkout.parent / "origin.git", "for-each-ref", "--format=%(refname)").split() == ["refs/heads/main"]
+    assert gh_calls(fakes) == []
+    summary = (fakes / "step_summary").read_text()
+    assert "Nothing moved upstream: no pull request." in summary and "exited 0" in summary
+
+
+def test_a_refresh_supersedes_the_one_nobody_merged(checkout: Path) -> None:
+    open_prs = "12 lock-refresh/2020-01-01\n13 feature-x\n"
+    status, log, fakes = run_refresh(checkout, FAKE_LOCK="moved", FAKE_GH_OPEN=open_prs)
+    assert status == 0, log
+    closes = [c for c in gh_calls(fakes) if c.startswith("pr close")]
+    assert closes == [f"pr close 12 --delete-branch --comment Superseded by {PR_URL}"]
+
+
+def test_a_rerun_on_the_same_day_updates_that_days_pull_request(checkout: Path) -> None:
+    status, log, fakes = run_refresh(checkout, FAKE_LOCK="moved", FAKE_GH_EXISTING=PR_URL)
+    assert status == 0, log
+    calls = gh_calls(fakes)
+    assert f"pr edit {TODAY_BRANCH} --body-file {checkout.parent / 'runner_temp' / 'pr-body.md'}" in calls
+    assert not [c for c in calls if c.startswith("pr create")]
+
+
+def test_a_failed_refresh_still_proposes_what_moved_and_ends_red(checkout: Path) -> None:
+    status, log, fakes = run_refresh(checkout, FAKE_LOCK="fail", FAKE_OUTDATED="2")
+    assert status == 1
+    assert "::error::lock --refresh exited 1" in log
+    assert "::warning::outdated: the package index did not answer (exit 2)" in log
+    assert [c for c in gh_calls(fakes) if c.startswith("pr create")], "what could be asked is still proposed"

@@ -24,6 +24,7 @@ examples:
   python -m generator generate --check          exit 1 listing what is stale, write nothing
   python -m generator schema                    write docs/matrix.schema.json (editors complete matrix.yaml)
   python -m generator --matrix other.yaml list  use another matrix file
+  python -m generator outdated                  newer upstream releases as proposals; exit 1 if any
 
   python -m generator sandbox up                start the local Docker engine and registry (installs them
                                                 if missing) and build the sandbox's stand-in base images
@@ -36,6 +37,30 @@ examples:
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
 file:line: key: why) or a service (Docker engine, registry) that cannot be reached; 130 interrupted
+"""
+
+OUTDATED_HELP = """\
+Newer upstream releases a person could adopt, as proposals; nothing is edited.
+  torch      releases on the package index newer than the matrix's torch rows: a patch of a
+             minor that has rows (bump those lines), or a newer minor (add a line; when
+             generator/knowledge/torch.yaml does not know the minor, extend it first)
+  pin        per torch row, newer flash-attn releases / xformers pins from the knowledge that
+             work with that row (offline), where the row's pin is written
+  knowledge  xformers releases on the package index newer than generator/knowledge/xformers.yaml
+             knows (add the pin, with its source, first)
+Only releases with a wheel for the matrix's Python on Linux x86_64 count. The index is pip's:
+PIP_INDEX_URL, else pip's configured index-url, else pip's default.
+
+--json prints one object:
+  {"profile": str, "python": str, "index": str (no credentials), "count": int,
+   "torch": [{"version", "minor", "kind": "patch"|"minor", "known": bool,
+              "rows": [torch row keys it bumps], "action": str}],
+   "pins": [{"row", "extension", "current", "latest", "newer": [newest first],
+             "where": {"file", "line", "key"}}],
+   "knowledge": [{"project", "version", "file", "torch": str|null (the torch its wheel
+                  pins), "action": str}]}
+
+exit status: 0 nothing outdated; 1 proposals; 2 the package index cannot be reached (or bad input)
 """
 
 
@@ -108,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--refresh", action="store_true", help="ask upstream again for what the lock already has")
     s.add_argument("--dry-run", action="store_true", help="refresh and report, write nothing")
+
+    s = sub.add_parser(
+        "outdated",
+        help="newer upstream releases the matrix could adopt, as proposals (matrix.yaml is never edited); exit 1 "
+        "if any",
+        description=OUTDATED_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--json", action="store_true", help="machine-readable output (its shape: above)")
 
     s = sub.add_parser("fetch", help="download locked files into the cache (sha256-verified) and stage them")
     _cells_arg(s)
@@ -275,6 +309,7 @@ COMMANDS = {
     "generate": "generate",
     "schema": "generate",
     "lock": "build",
+    "outdated": "upstream",
     "fetch": "build",
     "build": "build",
     "probe": "verify",
