@@ -27,9 +27,11 @@ from packaging.utils import canonicalize_name
 from generator.build.builder import BuildResult
 from generator.build.runlock import hold
 from generator.build.steps import run_build
+from generator.ci.plan import manifest_exists_http
 from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.fleet import Fleet
+from generator.release.pushstep import run_push
 from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
 from generator.spec.profiles import load_profile
@@ -159,6 +161,15 @@ def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:
     records = {p.stem: json.loads(p.read_text()) for p in (records_of(project) / "build").glob("*.json")}
     assert {records[s]["status"] for s in (PLAIN, EINOPS, BROKEN)} == {"built", "failed"}
     assert records[BROKEN]["error"]
+
+
+def test_the_tampered_cell_is_never_pushed(project: Path) -> None:
+    """Its build record says failed: the push gate refuses it, and the registry never gets its tag."""
+    fleet = sandbox_fleet(project)
+    broken = next(r for r in fleet.render() if r.cell.slug == BROKEN)
+    (result,) = run_push(fleet.profile.records, [broken], atomic=False, progress=lambda _: None)
+    assert result.status == "refused" and "build" in (result.reason or "")
+    assert not manifest_exists_http(broken.ref)
 
 
 def test_the_image_holds_exactly_the_locked_environment(project: Path) -> None:
