@@ -22,7 +22,6 @@ from tests.conftest import build_matrix
 LoadFleet = Callable[[str], Fleet]
 
 APEX_COMMIT = "810ffae374a2b9cb4b5c5e28eaeca7d7998fca0c"
-EINOPS = Artifact(filename="einops-0.8.2-py3-none-any.whl", url=None, project="einops", version="0.8.2")
 RELEASES = "https://github.com/Dao-AILab/flash-attention/releases/download"
 ORIGIN = Origin(Path("matrix.yaml"), 1, "torch[0]")
 
@@ -58,7 +57,7 @@ def test_flash_attn_wheel_name_and_url_exactly(load_fleet: LoadFleet) -> None:
         project="flash-attn",
         version="2.7.4.post1",
     )
-    assert ext.artifacts == (EINOPS, wheel)
+    assert ext.artifacts == (wheel,)  # einops joins the locked Python environment, not the fetched files
     assert (ext.kind, ext.build, ext.version, ext.abi, ext.problem) == (
         "release-wheel",
         "wheel",
@@ -159,8 +158,7 @@ def test_flash_attn_wheel_name_and_url_exactly(load_fleet: LoadFleet) -> None:
 def test_flash_attn_wheel_filenames(load_fleet: LoadFleet, row: str, kwargs: dict[str, str], filename: str) -> None:
     cell, ext = resolved(load_fleet, matrix(row, "flash-attn", **kwargs))
     assert ext.problem is None
-    einops, wheel = ext.artifacts
-    assert einops == EINOPS
+    (wheel,) = ext.artifacts
     assert wheel.filename == filename
     assert wheel.url == url_of(ext.version, filename)
     assert (wheel.project, wheel.version, wheel.sha256) == ("flash-attn", ext.version, None)
@@ -171,7 +169,7 @@ def test_flash_attn_wheel_filenames(load_fleet: LoadFleet, row: str, kwargs: dic
 def test_unpinned_flash_attn_on_default_torch_2_6_skips_every_mislabelled_2_8_release(load_fleet: LoadFleet) -> None:
     _, ext = resolved(load_fleet, matrix("{version: 2.6.0}", "flash-attn"))
     assert ext.version == "2.7.4.post1"
-    assert ext.artifacts[1].filename == "flash_attn-2.7.4.post1+cu12torch2.6cxx11abiFALSE-cp312-cp312-linux_x86_64.whl"
+    assert ext.artifacts[0].filename == "flash_attn-2.7.4.post1+cu12torch2.6cxx11abiFALSE-cp312-cp312-linux_x86_64.whl"
     assert ext.abi == 0
 
 
@@ -253,7 +251,7 @@ def test_flash_attn_forced_source_build_takes_torchs_abi_with_einops(
     assert (ext.build, ext.version, ext.abi, ext.problem) == ("source", version, abi, None)
     # The sdist is an artifact like any wheel: fetched and sha256-locked, never resolved at build time.
     sdist = Artifact(filename=f"flash_attn-{version}.tar.gz", url=None, project="flash-attn", version=version)
-    assert ext.artifacts == (EINOPS, sdist)
+    assert ext.artifacts == (sdist,)
     assert "forced source build (FLASH_ATTENTION_FORCE_BUILD=TRUE): follows torch's" in ext.abi_note
     assert ext.abi_note.endswith(f"ABI {abi}")
 
@@ -279,7 +277,7 @@ def _with_mislabel(facts: Knowledge, version: str, mislabelled: dict[str, dict[s
 def test_honest_label_preferred_over_a_mislabelled_wheel_of_the_same_real_abi() -> None:
     # torch 2.6 with ABI 1: both the TRUE wheel and the mislabelled FALSE wheel are really ABI 1.
     ext = resolve("flash-attn", "2.8.3", "wheel", "release-wheel", _torch("2.6", 1), knowledge(), ORIGIN)
-    assert ext.artifacts[1].filename == "flash_attn-2.8.3+cu12torch2.6cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    assert ext.artifacts[0].filename == "flash_attn-2.8.3+cu12torch2.6cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
     assert ext.abi_note == "cxx11abiTRUE wheel, built with ABI 1"
 
 
@@ -287,7 +285,7 @@ def test_mislabelled_wheel_is_accepted_when_its_real_abi_matches() -> None:
     facts = _with_mislabel(knowledge(), "2.8.3", {"2.6": {"FALSE": 1, "TRUE": 0}})
     ext = resolve("flash-attn", "2.8.3", "wheel", "release-wheel", _torch("2.6", 0), facts, ORIGIN)
     assert ext.problem is None
-    assert ext.artifacts[1].filename == "flash_attn-2.8.3+cu12torch2.6cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
+    assert ext.artifacts[0].filename == "flash_attn-2.8.3+cu12torch2.6cxx11abiTRUE-cp312-cp312-linux_x86_64.whl"
     assert (ext.abi, ext.abi_note) == (0, "cxx11abiTRUE wheel, built with ABI 0 (mislabelled)")
 
 
@@ -298,7 +296,7 @@ def test_cuda_label_is_the_newest_not_newer_than_torch_cuda() -> None:
     facts = replace(facts, flash_attn={**facts.flash_attn, "2.6.3": release})
     torch = replace(_torch("2.4", 0), cuda="12.1", index="cu121")
     ext = resolve("flash-attn", "2.6.3", "wheel", "release-wheel", torch, facts, ORIGIN)
-    assert ext.artifacts[1].filename == "flash_attn-2.6.3+cu121torch2.4cxx11abiFALSE-cp312-cp312-linux_x86_64.whl"
+    assert ext.artifacts[0].filename == "flash_attn-2.6.3+cu121torch2.4cxx11abiFALSE-cp312-cp312-linux_x86_64.whl"
 
 
 def test_unpinned_xformers_takes_the_newest_release_pinning_that_torch() -> None:

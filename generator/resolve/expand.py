@@ -183,12 +183,17 @@ IMAGE_PLATFORM = "manylinux_2_28_x86_64"
 
 def closure_spec(cell: Cell, facts: Knowledge) -> ClosureSpec:
     """The top-level requirements of the cell's Python environment: torch and its companions, the pinned
-    packages, torch-pinned wheels (xformers), and the build tools a source build uses. Release wheels and
-    source archives (flash-attn, apex) are fetched files, hashed in the lock's `files`, not in here."""
+    packages, torch-pinned wheels (xformers), flash-attn's companions, and the build tools a source build
+    uses. Release wheels and source archives (flash-attn, apex) are fetched files, hashed in the lock's
+    `files`, not in here."""
     reqs = [f"torch=={cell.torch}"]
     reqs += [f"{name}=={v}" for name, v in (("torchvision", cell.torchvision), ("torchaudio", cell.torchaudio))]
     reqs = [r for r in reqs if not r.endswith("==none")]
     reqs += [f"{e.name}=={e.version}" for e in cell.extensions if e.kind in ("pip", "torch-pinned") and not e.problem]
+    # flash-attn's wheels are installed --no-deps; their one dependency (einops) joins the environment,
+    # hashed like the rest, rather than being a fetched file of this machine's index.
+    if any(e.kind == "release-wheel" and not e.problem for e in cell.extensions):
+        reqs += [f"{name}=={v}" for name, v in sorted(facts.flash_attn_companions.items())]
     if any(e.build == "source" for e in cell.extensions):
         reqs += [f"{name}=={v}" for name, v in sorted(facts.build_tools.items())]
     index = None if cell.torch_from_pypi else facts.torch_index_url.format(index=cell.torch_index)

@@ -80,11 +80,6 @@ def _template(name: str, kind: str, build: str, facts: Knowledge, origin: Origin
     )
 
 
-def _einops(facts: Knowledge) -> Artifact:
-    v = facts.flash_attn_companions["einops"]
-    return Artifact(filename=f"einops-{v}-py3-none-any.whl", url=None, project="einops", version=v)
-
-
 def _flash_attn(
     name: str, version: str | None, build: str, torch: TorchBuild, facts: Knowledge, origin: Origin
 ) -> Extension:
@@ -99,7 +94,7 @@ def _flash_attn(
             base,
             version=v,
             build="source",
-            artifacts=(_einops(facts), sdist),
+            artifacts=(sdist,),
             abi=torch.abi,
             abi_note=(
                 f"forced source build (FLASH_ATTENTION_FORCE_BUILD=TRUE): follows torch's "
@@ -112,7 +107,7 @@ def _flash_attn(
         picked, problem, abi_related = _flash_attn_wheel(v, torch, facts)
         if picked is not None:
             wheel, abi, note = picked
-            return replace(base, version=v, artifacts=(_einops(facts), wheel), abi=abi, abi_note=note)
+            return replace(base, version=v, artifacts=(wheel,), abi=abi, abi_note=note)
         first = first or (problem, abi_related)
     assert first is not None
     shown = version or "any known release"
