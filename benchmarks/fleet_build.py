@@ -233,7 +233,9 @@ def torch_layer_built(log: Path) -> bool | None:
         if step:
             if in_torch:
                 return None  # the next step began without either marker: should not happen
-            in_torch = step[1].startswith("RUN ") and "/wheels/torch-" in step[1]
+            # The torch layer: the locked environment's hash-checked install (torch and its dependencies), or,
+            # in a cell rendered without a lock, the install of the torch wheel itself.
+            in_torch = step[1].startswith("RUN ") and ("--require-hashes" in step[1] or "/wheels/torch-" in step[1])
         elif in_torch and "Using cache" in line:
             return False
         elif in_torch and "Running in" in line:
@@ -431,7 +433,7 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     outcome = run_lock(fleet, say=say)
     if outcome.failures:
         raise InvariantError(f"lock failed: {'; '.join(outcome.failures)}")
-    say(f"lock: {outcome.entries} files locked in {time.perf_counter() - lock_started:.1f} s")
+    say(f"lock: {outcome.entries} inputs locked in {time.perf_counter() - lock_started:.1f} s")
     run = Run()
     try:
         run_phases(args, client, matrix, repository, bases, tmp, run)
