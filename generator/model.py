@@ -215,6 +215,10 @@ class Cell:
     # The whole Python environment the build installs, resolved and hashed by `lock` (None: not yet).
     closure_spec: ClosureSpec | None = None
     closure: tuple[Pinned, ...] | None = None
+    # torch and its companions alone: installed as a layer of its own first, byte-identical across the cells
+    # of one torch build (whatever else they add: xformers, einops, packages), so they share that layer.
+    torch_closure_spec: ClosureSpec | None = None
+    torch_closure: tuple[Pinned, ...] | None = None
     # The base image's manifest digest from the lock (None: not locked yet): FROM <base_image>@<digest>.
     base_digest: str | None = None
     # Files of the system layers the build COPYs (the EFA installer of a from-scratch AWS image).

@@ -14,6 +14,7 @@ from generator.deps.lockfile import Lock, read_lock, write_lock
 from generator.deps.pins import WheelhouseError
 from generator.fleet import Fleet
 from generator.model import Cell, Pinned
+from generator.render.renderer import instructions
 from tests.conftest import DEFAULT_MATRIX
 
 SHA = "ab" * 32
@@ -84,3 +85,31 @@ def test_closures_round_trip_and_are_checked(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(WheelhouseError, match=r"closures\.torch==2\.6\.0 .*\[1\]: .*64 lowercase hex"):
         read_lock(path)
+
+
+def test_torch_s_own_environment_is_a_layer_every_cell_of_that_torch_shares() -> None:
+    """requirements-torch.txt and every instruction up to its install are the same bytes for a plain cell
+    and an xformers cell of one torch build, so the builder's cache shares that multi-GB layer; the cell's
+    whole environment follows in the next layer."""
+    fleet = Fleet.load(DEFAULT_MATRIX)
+    plain = cell_of(fleet, "aws-runtime-torch2.6")
+    xformers = cell_of(fleet, "aws-runtime-torch2.6-xformers0.0.29.post3")
+    assert plain.torch_closure_spec == xformers.torch_closure_spec == plain.closure_spec
+    assert plain.torch_closure_spec is not None and xformers.closure_spec is not None
+    lock = Lock(
+        closures={
+            plain.torch_closure_spec.key: pins("filelock", "torch"),
+            xformers.closure_spec.key: pins("filelock", "numpy", "torch", "xformers"),
+        }
+    )
+    rendered = fleet.render([apply_lock(plain, lock), apply_lock(xformers, lock)])
+    torch_files = {r.files["requirements-torch.txt"] for r in rendered}
+    assert len(torch_files) == 1 and b"xformers" not in next(iter(torch_files))
+    prefixes = set()
+    for r in rendered:
+        dockerfile = r.files["Dockerfile"].decode()
+        cut = dockerfile.index("-r /tmp/fleet/requirements-torch.txt")
+        prefixes.add(instructions(dockerfile[dockerfile.index("FROM") : cut]))  # comments never bust a cache
+        assert dockerfile.index("requirements-torch.txt") < dockerfile.index("COPY requirements.txt")
+    assert len(prefixes) == 1, prefixes
+    assert b"xformers==1.0" in rendered[1].files["requirements.txt"]

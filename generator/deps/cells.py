@@ -60,6 +60,7 @@ def apply_lock(cell: Cell, whole: Lock) -> Cell:
         system_artifacts=system,
         base_digest=base.digest if base else None,
         closure=whole.closures.get(cell.closure_spec.key) if cell.closure_spec else None,
+        torch_closure=whole.closures.get(cell.torch_closure_spec.key) if cell.torch_closure_spec else None,
     )
 
 
@@ -73,4 +74,6 @@ def unlocked(cell: Cell) -> list[str]:
     resolve, and what `build` refuses to build from."""
     base = [f"base image {cell.base_image}"] if cell.base_digest is None else []
     closure = ["the Python environment (torch and its dependencies)"] if cell.closure is None else []
+    if cell.torch_closure_spec is not None and cell.torch_closure is None:
+        closure.append("torch's own environment (its shared layer)")
     return base + closure + unlocked_files(cell)

@@ -113,7 +113,12 @@ def _closures(
     fleet: Fleet, previous: dict[str, tuple[Pinned, ...]], say: Say, failures: list[str], refresh: bool
 ) -> dict[str, tuple[Pinned, ...]]:
     """Each distinct Python environment of the fleet, resolved WITH dependencies by pip and hashed."""
-    specs = {c.closure_spec.key: c.closure_spec for c in fleet.unlocked_cells if c.closure_spec is not None}
+    specs = {
+        spec.key: spec
+        for c in fleet.unlocked_cells
+        for spec in (c.closure_spec, c.torch_closure_spec)
+        if spec is not None
+    }
     out: dict[str, tuple[Pinned, ...]] = {}
     for key, spec in sorted(specs.items()):
         if key in previous and not refresh:

@@ -42,6 +42,7 @@ DOCKERIGNORE = f"""# {HEADER}
 *
 !Dockerfile
 !requirements.txt
+!requirements-torch.txt
 !fleet/
 !wheels/
 !ca/
@@ -134,6 +135,7 @@ class Renderer:
         context_files = {
             ".dockerignore": DOCKERIGNORE,
             "requirements.txt": self._requirements(cell),
+            **({"requirements-torch.txt": self._torch_requirements(cell)} if self._two_layers(cell) else {}),
             "fleet/expect.json": _json({"_generated": HEADER, **expect_json(cell)}),
             "fleet/smoke.py": self.smoke,
         }
@@ -197,6 +199,25 @@ class Renderer:
     @staticmethod
     def _pip_pins(cell: Cell) -> list[str]:
         return sorted(f"{e.name}=={e.version}" for e in cell.extensions if e.kind == "pip")
+
+    @staticmethod
+    def _two_layers(cell: Cell) -> bool:
+        return cell.closure is not None and cell.torch_closure is not None
+
+    @staticmethod
+    def _torch_requirements(cell: Cell) -> str:
+        assert cell.torch_closure is not None
+        return (
+            "\n".join(
+                [
+                    f"# {HEADER}",
+                    "# torch and its companions alone, as the lock pins them: installed first, in a layer that every",
+                    "# cell of this torch build shares; requirements.txt then brings the cell's whole environment.",
+                    *(f"{p.name}=={p.version} --hash=sha256:{p.sha256}" for p in cell.torch_closure),
+                ]
+            )
+            + "\n"
+        )
 
     def _requirements(self, cell: Cell) -> str:
         if cell.closure is not None:

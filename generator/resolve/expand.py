@@ -174,7 +174,14 @@ def build_cell(
         if torch_from == "wheelhouse"
         else None,
     )
-    return replace(cell, system_artifacts=system_artifacts(cell, facts), closure_spec=closure_spec(cell, facts))
+    spec = closure_spec(cell, facts)
+    torch_only = closure_spec(replace(cell, extensions=()), facts)
+    return replace(
+        cell,
+        system_artifacts=system_artifacts(cell, facts),
+        closure_spec=spec,
+        torch_closure_spec=torch_only,
+    )
 
 
 # The platform every image is: what pip resolves the closure for (wheels for an older glibc run on it too).
