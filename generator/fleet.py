@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from generator.deps.cells import apply_lock
-from generator.deps.lockfile import Lock, read_lock
+from generator.deps.lockfile import read_lock_of
 from generator.errors import MatrixError
 from generator.model import Cell, Matrix, Origin
 from generator.render.renderer import HEADER, RenderedCell, Renderer, cell_summary
@@ -39,10 +38,7 @@ class Fleet:
         facts = knowledge(profile.knowledge_overlay)
         matrix = load_matrix(profile.matrix, facts)
         raw = expand(matrix, facts, torch_from=profile.torch_from)
-        lock = read_lock(profile.lock) if profile.lock.exists() else Lock()
-        if profile.bases_lock is not None:  # this machine's own base digests (the sandbox's stand-ins)
-            bases = read_lock(profile.bases_lock).bases if profile.bases_lock.exists() else {}
-            lock = dataclasses.replace(lock, bases=bases)
+        lock = read_lock_of(profile.lock, profile.bases_lock)
         return cls(
             matrix=matrix,
             cells=[apply_lock(c, lock) for c in raw],

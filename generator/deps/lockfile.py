@@ -82,6 +82,16 @@ def _closure(path: Path, key: str, value: Any) -> tuple[Pinned, ...]:
     return tuple(out)
 
 
+def read_lock_of(lock: Path, bases_lock: Path | None = None) -> Lock:
+    """A profile's lock as its cells see it: the committed lock (empty when there is none yet), with the base
+    digests taken from `bases_lock` instead when the profile keeps them per machine (the sandbox)."""
+    whole = read_lock(lock) if lock.exists() else Lock()
+    if bases_lock is None:
+        return whole
+    machine = read_lock(bases_lock).bases if bases_lock.exists() else {}
+    return Lock(files=whole.files, bases=machine, closures=whole.closures)
+
+
 def _file(path: Path, key: str, value: Any) -> Locked:
     fields = {"filename", "url", "sha256", "size"}
     if not isinstance(value, dict) or set(value) != fields:

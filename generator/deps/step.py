@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from generator.deps.bases import resolve_base
 from generator.deps.cells import apply_lock, requests_for
 from generator.deps.index import pip_closure
-from generator.deps.lockfile import BaseLock, Lock, read_lock, write_lock
+from generator.deps.lockfile import BaseLock, Lock, read_lock_of, write_lock
 from generator.deps.pins import Locked, Request, WheelhouseError
 from generator.deps.wheelhouse import lock
 from generator.errors import FleetError, MatrixError
 from generator.fleet import Fleet
 from generator.model import Cell, Pinned
 from generator.progress import to_stderr
+from generator.render.renderer import Renderer
 
 Say = Callable[[str], object]
 
@@ -42,10 +43,8 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
     what the lock had for it, and the rest is still written.
     """
     profile = fleet.profile
-    previous = read_lock(profile.lock) if profile.lock.exists() else Lock()
+    previous = read_lock_of(profile.lock, profile.bases_lock)
     previous_bases = previous.bases
-    if profile.bases_lock is not None:
-        previous_bases = read_lock(profile.bases_lock).bases if profile.bases_lock.exists() else {}
     failures: list[str] = []
     files = _files(fleet, previous.files, say, failures)
     bases = _bases(fleet, previous_bases, say, failures, refresh)
@@ -178,11 +177,11 @@ def _changed_cells(fleet: Fleet, new: Lock) -> list[str]:
 
 
 def _digests(fleet: Fleet, cells: list[Cell]) -> dict[str, str | None]:
+    renderer = Renderer(fleet.facts)  # one for every cell: it reads its templates once
     out: dict[str, str | None] = {}
     for cell in cells:
         try:
-            (rendered,) = fleet.render([cell])
-            out[cell.slug] = rendered.digest
+            out[cell.slug] = renderer.render(cell, fleet.checks(cell)).digest
         except MatrixError:
             out[cell.slug] = None
     return out
