@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator import __version__
+from generator.cli import sbom as sbom_cli
 from generator.errors import FleetError
 from generator.fleet import Fleet
 from generator.spec.profiles import available, load_profile
@@ -33,6 +34,7 @@ examples:
   python -m generator --profile sandbox build 3 'aws-*'   some cells only
   python -m generator --profile sandbox probe   run the probe in each image: the seed's table from real facts
   python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
+  python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
   python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
@@ -275,6 +277,9 @@ def _parser() -> argparse.ArgumentParser:
         "page's tests load it there) and print its path",
     )
     s.add_argument("--json", action="store_true", help="machine-readable status")
+
+    # Accounting for what was built (issue 15): each command defines its own options beside its code.
+    sbom_cli.add_parser(sub)
     return p
 
 
@@ -319,4 +324,5 @@ COMMANDS = {
     "plan": "ci",
     "bake": "ci",
     "publish": "site",
+    "sbom": "sbom",
 }

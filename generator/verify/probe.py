@@ -32,7 +32,7 @@ from generator.resolve.checks import FAIL, OK, Check, worst
 from generator.results import record_path, write_record
 from generator.spec.knowledge import Knowledge
 from generator.verify.judge import expectations_for, judge
-from generator.verify.payloadrun import Payload, archive, one_line, parse_answer, run_payload
+from generator.verify.payloadrun import Payload, archive, local_or_pulled, one_line, parse_answer, run_payload
 
 if TYPE_CHECKING:
     from generator.fleet import Fleet
@@ -148,14 +148,7 @@ def probe_image(
 
 
 def _image(client: DockerClient, ref: str) -> Any:
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        return client.images.pull(ref)
-    except docker.errors.APIError as exc:
-        raise ProbeError(f"{ref}: not built (not local, not in the registry: {one_line(exc)})") from None
+    return local_or_pulled(client, ref, ProbeError)
 
 
 def _image_check(labels: Mapping[str, str], digest: str) -> Check:

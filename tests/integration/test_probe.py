@@ -9,57 +9,34 @@ must FAIL the CXX11 ABI row naming the bad one and its undefined symbol, and pas
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
-import os
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 
-from generator.build.steps import run_build
-from generator.deps.step import run_lock
-from generator.engine import connect
-from generator.fleet import Fleet
 from generator.model import Extension, Origin
 from generator.release.push import PushCell, push
-from generator.render.renderer import RenderedCell
 from generator.resolve.checks import FAIL, NA, OK
 from generator.results import record_path, write_record
-from generator.sandbox import services
-from generator.sandbox.bases import ensure_bases, stand_ins
 from generator.site.catalogue import NO_GPU_MEASURED, Records, catalogue
 from generator.site.publish import write_site
-from generator.spec.profiles import load_profile
 from generator.verify.bench import bench_image, write_bench_record
 from generator.verify.judge import NOT_MEASURED
 from generator.verify.probe import ProbeResult, probe_cells, probe_image, report
 from tests.browser import Browser
+from tests.integration.sandboxcell import Built as Built  # re-exported: test_source_build uses this fixture
+from tests.integration.sandboxcell import built_cell
 
 REPOSITORY = f"air-fleet/test-probe-{uuid.uuid4().hex[:8]}"
 BAD_REF = f"127.0.0.1:5000/{REPOSITORY}:wrong-abi"
-MATRIX = f"""\
-schema: 1
-python: "3.11"
-registry: {{host: 127.0.0.1:5000, repository: {REPOSITORY}}}
-clouds: [aws]
-variants: [devel]
-accelerators: [GPU_1xA10]
-extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]
-torch:
-  - {{version: 2.13.0, torchvision: none, torchaudio: none}}
-stacks:
-  einops: [einops]
-extensions:
-  einops: {{kind: pip, version: 0.8.2}}
-"""
 SLUG = "aws-devel-torch2.13-einops0.8.2"
 GPU_ROWS = ("driver", "cuda", "nccl")
 
@@ -112,47 +89,12 @@ def _extension(name: str, abi: int) -> Extension:
     )
 
 
-@dataclass
-class Built:
-    fleet: Fleet
-    rendered: RenderedCell
-    client: docker.DockerClient
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    """The one good cell, locked and built by the project's own pipeline; results go to a temp dir."""
-    services.up(progress=lambda _: None)
-    client = connect()
-    ensure_bases(client, [s for s in stand_ins() if s.ref.endswith("dcs-base-aws-devel")], progress=lambda _: None)
-    root = tmp_path_factory.mktemp("probe-fleet")
-    (root / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
-    fleet = Fleet.for_profile(load_profile("sandbox", root / "matrix.yaml"))
-    outcome = run_lock(fleet, say=lambda _: None)
-    assert outcome.failures == []
-    fleet = Fleet.for_profile(load_profile("sandbox", root / "matrix.yaml"))  # with the lock's answers
-    old = os.environ.get("AIR_FLEET_RESULTS")
-    os.environ["AIR_FLEET_RESULTS"] = str(root / "results")
-    try:
-        everything = fleet.render()
-        (result,) = run_build(fleet, everything, everything, jobs=1, wait=True, quiet=True)
-        assert result.status in ("built", "up to date"), result.error
-        yield Built(fleet, everything[0], client, root)
-    finally:
-        if old is None:
-            os.environ.pop("AIR_FLEET_RESULTS", None)
-        else:
-            os.environ["AIR_FLEET_RESULTS"] = old
-        # By tag, never by image id: on a warm engine every layer of this build is a cache hit, so the good
-        # image IS the sandbox fleet's (same id, another tag), and removing the id would delete that too.
-        # The wrong-ABI image first: an image with a child cannot be removed.
-        # An image's `tags` lists all of its tags, the fleet's too: keep only this test's.
-        prefix = f"127.0.0.1:5000/{REPOSITORY}:"
-        tags = (t for i in client.images.list(name=prefix[:-1]) for t in i.tags if t.startswith(prefix))
-        for tag in dict.fromkeys([BAD_REF, *tags]):
-            with contextlib.suppress(docker.errors.ImageNotFound):
-                client.images.remove(tag)
+    """The one good cell, locked and built by the project's own pipeline; results go to a temp dir. The
+    wrong-ABI image made from it is removed first afterwards (an image with a child cannot be removed)."""
+    with built_cell(tmp_path_factory.mktemp("probe-fleet"), REPOSITORY, "devel", also_remove=(BAD_REF,)) as cell:
+        yield cell
 
 
 def _leftover_probe_containers(client: docker.DockerClient) -> list[str]:

@@ -1,0 +1,96 @@
+"""`sbom`: for each built cell, read its image's inventory and write results/<profile>/sbom/<slug>.cdx.json.
+
+The image is the cell's immutable tag (its content digest), local or pulled from the registry like the
+probe's; an image whose air-fleet.digest label is not the cell's digest is refused (a stale build would
+get another image's SBOM). Beside each document, a record <slug>.json says which image it describes
+and what it counts, for the page and for `attach`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import docker.errors
+from docker import DockerClient
+
+from generator.atomic import write_atomic
+from generator.clock import utc_stamp
+from generator.results import record_path, write_record
+from generator.sbom.document import ImageFacts, build_bom, document_text
+from generator.sbom.inventory import SbomError, read_inventory
+from generator.verify.payloadrun import local_or_pulled, one_line
+
+if TYPE_CHECKING:
+    from generator.render.renderer import RenderedCell
+
+STEP = "sbom"
+
+
+def document_path(results: Path, profile: str, slug: str) -> Path:
+    return results / profile / STEP / f"{slug}.cdx.json"
+
+
+@dataclass
+class SbomResult:
+    slug: str
+    ref: str
+    digest: str  # the cell's content digest: the page trusts this record only for the same digest
+    status: str  # ok | error
+    document: str | None = None  # the path of the CycloneDX file
+    image_id: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)  # dpkg, python, locked (with a sha256), files
+    error: str | None = None
+    seconds: float = 0.0
+    finished_at: str = field(default_factory=utc_stamp)
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sbom_cell(client: DockerClient, rendered: RenderedCell, results: Path, profile: str) -> SbomResult:
+    """One cell's SBOM written (or why not); never raises SbomError."""
+    started = time.monotonic()
+    cell = rendered.cell
+    result = SbomResult(cell.slug, rendered.ref, rendered.digest, "error")
+    try:
+        image = local_or_pulled(client, rendered.ref, SbomError)
+        label = (image.labels or {}).get("air-fleet.digest")
+        if label != rendered.digest:
+            raise SbomError(f"{rendered.ref}: its digest label is {label}, the cell's is {rendered.digest}: rebuild")
+        result.image_id = image.id
+        inventory = read_inventory(client, rendered.ref, python=cell.python_path, slug=cell.slug)
+        facts = ImageFacts(rendered.ref, image.id, str(image.attrs.get("Created", "")), rendered.digest)
+        bom = build_bom(cell, facts, inventory)
+        path = document_path(results, profile, cell.slug)
+        write_atomic(path, document_text(bom).encode("utf-8"))
+        python = [c for c in bom.components if c.purl is not None and c.purl.type == "pypi"]
+        result.counts = {
+            "dpkg": sum(1 for c in bom.components if c.purl is not None and c.purl.type == "deb"),
+            "python": len(python),
+            "python_hashed": sum(1 for c in python if c.hashes),
+            "files": len(cell.artifacts),
+        }
+        result.document, result.status = str(path), "ok"
+    except (SbomError, docker.errors.APIError) as exc:  # this cell has no SBOM; the others go on
+        result.error = str(exc) if isinstance(exc, SbomError) else f"{rendered.ref}: {one_line(exc)}"
+    result.seconds = round(time.monotonic() - started, 2)
+    write_record(record_path(results, profile, STEP, cell.slug), result.record())
+    return result
+
+
+def sbom_cells(
+    client: DockerClient,
+    selected: Sequence[RenderedCell],
+    results: Path,
+    profile: str,
+    say: Callable[[str], object] = lambda _: None,
+) -> list[SbomResult]:
+    out = []
+    for rendered in selected:
+        say(f"sbom {rendered.cell.slug}: {rendered.ref}")
+        out.append(sbom_cell(client, rendered, results, profile))
+    return out
