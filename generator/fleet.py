@@ -95,7 +95,8 @@ def desired_files(rendered: list[RenderedCell]) -> dict[str, bytes]:
                 "dir": r.cell.slug,
                 "digest": r.digest,
                 "tag": r.tag,
-                "ref": r.ref,
+                "ref": r.release_ref,
+                "candidate": r.ref,
                 "status": r.status,
             }
             for r in rendered

@@ -96,7 +96,8 @@ class Matrix:
     file: Path
     python: str
     registry_host: str
-    repository: str
+    repository: str  # the release repository: what users pull
+    staging_repository: str  # candidates, tested by digest before promotion (same host)
     clouds: tuple[str, ...]
     variants: tuple[str, ...]
     bases: tuple[str, ...]
@@ -210,6 +211,7 @@ class Cell:
     registry_host: str
     repository: str
     origin: Origin
+    staging_repository: str = ""  # "" only in hand-made test cells: then <repository>-staging
     ca_certificates: tuple[str, ...] = field(default=())
     torch_wheel: Artifact | None = None  # torch_from: wheelhouse: the locked wheel the build COPYs
     # The whole Python environment the build installs, resolved and hashed by `lock` (None: not yet).
@@ -232,7 +234,13 @@ class Cell:
 
     @property
     def image(self) -> str:
+        """The release repository (`<host>/<repository>`): promoted images only."""
         return f"{self.registry_host}/{self.repository}"
+
+    @property
+    def staging_image(self) -> str:
+        """The staging repository: every candidate as built, before it is promoted."""
+        return f"{self.registry_host}/{self.staging_repository or self.repository + '-staging'}"
 
     @property
     def torch_minor(self) -> str:

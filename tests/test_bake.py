@@ -161,7 +161,7 @@ def test_every_cell_has_one_target_with_its_immutable_tag_first(
     for r in fleet:
         cell = r.cell
         target = bake["target"][target_name(cell.slug)]
-        assert target["tags"] == [r.ref, f"{cell.image}:{cell.slug}", f"{cell.image}:{cell.slug}-20260307"]
+        assert target["tags"] == [r.release_ref, f"{cell.image}:{cell.slug}", f"{cell.image}:{cell.slug}-20260307"]
         assert target["context"] == f"images/{cell.slug}" and target["dockerfile"] == "Dockerfile"
         assert (ROOT / target["context"] / target["dockerfile"]).is_file()  # relative to the repository root
         assert target["labels"]["air-fleet.digest"] == r.digest and target["labels"]["air-fleet.cell"] == cell.slug

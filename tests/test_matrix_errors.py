@@ -104,6 +104,13 @@ CASES = [
         "registry",
         ("missing required key 'repository'",),
     ),
+    Bad(
+        "staging-is-the-release-repository",
+        edit("repository: team/air}", "repository: team/air, staging: team/air}"),
+        "registry:",
+        "registry.staging",
+        ("the staging repository must differ from the release one (team/air)",),
+    ),
     # Unknown keys, at every level.
     Bad("unknown-top-level", add("clods: [azure]\n"), "clods", "clods", ("unknown key 'clods'", "allowed: ")),
     Bad(
@@ -111,7 +118,7 @@ CASES = [
         edit("repository: team/air}", "repository: team/air, tag: latest}"),
         "registry:",
         "registry.tag",
-        ("unknown key 'tag'", "host, repository"),
+        ("unknown key 'tag'", "host, repository, staging"),
     ),
     Bad(
         "unknown-in-torch-row",

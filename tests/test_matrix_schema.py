@@ -62,7 +62,8 @@ def test_loader_and_schema_share_one_key_definition() -> None:
     assert set(s["required"]) == {"schema", "registry", "clouds", "variants", "accelerators", "torch"}
     row = s["properties"]["torch"]["items"]["anyOf"][1]
     assert set(row["properties"]) >= matrix.TORCH_KEYS
-    assert set(s["properties"]["registry"]["properties"]) == {"host", "repository"}
+    assert set(s["properties"]["registry"]["properties"]) == {"host", "repository", "staging"}
+    assert s["properties"]["registry"]["required"] == ["host", "repository"]
 
 
 TYPOS = [

@@ -47,7 +47,7 @@ from tests.standins import closed_port, silent_server, write_helper
 
 REGISTRY = "127.0.0.1:5000"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-ENTRY_KEYS = ["index", "slug", "cloud", "variant", "base", "torch", "stack", "digest", "tag", "ref", "dir"]
+ENTRY_KEYS = ["index", "slug", "cloud", "variant", "base", "torch", "stack", "digest", "tag", "ref", "candidate", "dir"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_only_cells_missing_from_the_registry_are_planned(fleet: list[RenderedCe
     missing = [r for r in fleet if r.cell.slug not in present]
     assert [e["slug"] for e in result["include"]] == [r.cell.slug for r in missing]
     assert [s["slug"] for s in result["skipped"]] == [r.cell.slug for r in fleet if r.cell.slug in present]
-    assert all(s["reason"] == "in the registry" for s in result["skipped"])
+    assert all(s["reason"] == "released" for s in result["skipped"])
     assert result["empty"] is False and result["forced"] is False and result["refused"] == []
     first, r = result["include"][0], missing[0]
     assert list(first) == ENTRY_KEYS
@@ -97,7 +97,8 @@ def test_only_cells_missing_from_the_registry_are_planned(fleet: list[RenderedCe
         "stack": r.cell.stack,
         "digest": r.digest,
         "tag": r.tag,
-        "ref": r.ref,
+        "ref": r.release_ref,
+        "candidate": r.ref,
         "dir": f"images/{r.cell.slug}",
     }
     json.dumps(result)  # plain JSON all the way down
@@ -226,10 +227,12 @@ def test_the_real_registry_answers_404_and_200(registry: str, write_matrix: Call
     text = text.replace("  - {version: 2.6.0}\n", "  - {version: 2.6.0}\n  - {version: 2.7.1}\n")
     cells = Fleet.load(write_matrix(text)).render()
     assert len(cells) == 2
-    assert manifest_exists_http(cells[0].ref, timeout=5) is False  # nothing pushed: a 404, not an error
+    assert manifest_exists_http(cells[0].release_ref, timeout=5) is False  # nothing pushed: a 404, not an error
 
+    push_manifest(f"{repo}-staging", cells[0].tag)  # a candidate is not released: the plan still takes it
+    assert [e["slug"] for e in plan(cells, http_exists(timeout=5))["include"]] == [c.cell.slug for c in cells]
     digest = push_manifest(repo, cells[0].tag)
-    assert manifest_exists_http(cells[0].ref, timeout=5) is True
+    assert manifest_exists_http(cells[0].release_ref, timeout=5) is True
     assert manifest_exists_http(f"{registry}/{repo}@{digest}", timeout=5) is True
     result = plan(cells, http_exists(timeout=5))
     assert [e["slug"] for e in result["include"]] == [cells[1].cell.slug]

@@ -196,7 +196,7 @@ def test_air_yaml_is_a_valid_job_per_accelerator(rendered: dict[str, RenderedCel
             accel = ACCELERATORS[job["compute"]["accelerator_type"]]
             n = job["compute"]["num_accelerators"]
             assert n > 0 and n % accel.gpus_per_node == 0
-            assert job["environment"]["docker_image"]["url"] == r.ref
+            assert job["environment"]["docker_image"]["url"] == r.release_ref  # what users pull: the release
             assert "dependencies" not in job["environment"]
             # Absolute paths only: the platform ignores WORKDIR.
             for word in job["command"].split():

@@ -100,7 +100,8 @@ def test_the_immutable_tag_is_the_renderers() -> None:
     for rendered in fleet.render():
         tags = tags_for(rendered.cell.slug, rendered.digest, DAY)
         assert tags.immutable == rendered.tag == image_tag(rendered.cell.slug, rendered.digest)
-        assert rendered.ref == f"{rendered.cell.image}:{tags.immutable}"
+        assert rendered.release_ref == f"{rendered.cell.image}:{tags.immutable}"
+        assert rendered.ref == f"{rendered.cell.staging_image}:{tags.immutable}"  # the candidate, same tag
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The nightly's plan job: which cells to build, as a GitHub Actions matrix, decided by tested Python.
 
 `plan()` takes the rendered fleet and an `exists` predicate ("is this cell's immutable tag in the
-registry?") and returns
+release repository?": promoted, so blessed, so nothing to do tonight) and returns
 
     {"include": [{index, slug, cloud, variant, base, torch, stack, digest, tag, ref, dir}, ...],
      "empty": false,          # true when there is nothing to build
@@ -97,7 +97,7 @@ def plan(
         if r.status == FAIL:
             refused.append({"index": cell.index, "slug": cell.slug, "status": FAIL, "reason": _failures(r)})
         elif not force and exists(r):
-            skipped.append({"index": cell.index, "slug": cell.slug, "ref": r.ref, "reason": "in the registry"})
+            skipped.append({"index": cell.index, "slug": cell.slug, "ref": r.release_ref, "reason": "released"})
         else:
             include.append(_entry(r, images_dir))
     if len(include) > MAX_JOBS:
@@ -125,7 +125,8 @@ def job_axes(r: RenderedCell) -> dict[str, Any]:
 
 
 def _entry(r: RenderedCell, images_dir: str) -> dict[str, Any]:
-    return {**job_axes(r), "ref": r.ref, "dir": str(PurePosixPath(images_dir) / r.cell.slug)}
+    directory = str(PurePosixPath(images_dir) / r.cell.slug)
+    return {**job_axes(r), "ref": r.release_ref, "candidate": r.ref, "dir": directory}
 
 
 def _failures(r: RenderedCell) -> str:
@@ -152,7 +153,7 @@ def registry_exists(client: Any, source: CredentialSource | None = None, *, poli
 
     def exists(rendered: RenderedCell) -> bool:
         try:
-            return exists_via_engine(client, rendered.ref, source, policy=policy)
+            return exists_via_engine(client, rendered.release_ref, source, policy=policy)
         except RegistryError as exc:
             raise RegistryError(exc.ref, exc.why, ADVICE) from None
 
@@ -166,7 +167,7 @@ def http_exists(*, timeout: float = 10.0, env: Mapping[str, str] | None = None, 
     """`exists` via `manifest_exists_http`: for a CI runner without a Docker engine. One credential lookup
     per registry for the whole plan (a helper such as ECR's asks the cloud each time it runs)."""
     source = CredentialSource(env)
-    return lambda rendered: manifest_exists_http(rendered.ref, timeout=timeout, source=source, policy=policy)
+    return lambda rendered: manifest_exists_http(rendered.release_ref, timeout=timeout, source=source, policy=policy)
 
 
 def manifest_exists_http(

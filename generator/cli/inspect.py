@@ -69,7 +69,8 @@ def cmd_show(fleet: Fleet, args: argparse.Namespace) -> int:
         **cell_summary(cell),
         "digest": rendered.digest,
         "tag": rendered.tag,
-        "ref": rendered.ref,
+        "ref": rendered.release_ref,
+        "candidate": rendered.ref,
         "status": rendered.status,
         "checks": [{"id": c.id, "title": c.title, "status": c.status, "detail": c.detail} for c in rendered.checks],
         "wheels": [
@@ -91,7 +92,7 @@ def cmd_show(fleet: Fleet, args: argparse.Namespace) -> int:
     for w in info["wheels"]:
         print(f"  wheel      {w['filename']}  {w['url'] or '(package index; resolved by lock)'}")
     print(f"  blessed    {', '.join(cell.accelerators)} on {cell.cloud} (host driver {cell.host_driver})")
-    print(f"  image      {rendered.ref}")
+    print(f"  image      {rendered.release_ref}  (built and tested as {rendered.ref}, then promoted)")
     print(f"  digest     {rendered.digest}\n")
     print(summary_table(list(rendered.checks)))
     return 0

@@ -18,7 +18,8 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from generator.errors import FleetError
@@ -52,20 +53,24 @@ def manifest(ref: str, *, method: str, source: CredentialSource, timeout: float,
     """HEAD or GET the manifest `ref` names (`host/repo:tag` or `host/repo@sha256:...`), answering a 401
     with the registry's credentials. Any status comes back to the caller; `advice` ends its errors."""
     host, repo, reference = split_ref(ref)
-    url = f"{_scheme(host)}://{host}/v2/{repo}/manifests/{reference}"
-    opener = _opener(host)
-    answer, challenge = _request(opener, url, method, None, ref, timeout, advice)
-    if answer.status != 401:
-        return answer
-    creds = source.for_registry(host)
-    if creds.anonymous:
-        why = f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
-        raise RegistryError(ref, why, advice)
-    auth = _authorization(opener, challenge, creds, repo, ref, timeout, advice)
-    answer, _ = _request(opener, url, method, auth, ref, timeout, advice)
-    if answer.status == 401:
-        raise RegistryError(ref, f"{host} refused the credentials from the {creds.source}", advice)
-    return answer
+    call = Call(
+        method, f"{scheme(host)}://{host}/v2/{repo}/manifests/{reference}", {"Accept": ", ".join(MANIFEST_TYPES)}
+    )
+    client = opener(host)
+    reply, challenge = send(client, call, None, ref, timeout, advice)
+    if reply.status == 401:
+        creds = source.for_registry(host)
+        if creds.anonymous:
+            why = f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
+            raise RegistryError(ref, why, advice)
+        auth = authorization(client, challenge, creds, repo, ref, timeout, advice)
+        reply, _ = send(client, call, auth, ref, timeout, advice)
+        if reply.status == 401:
+            raise RegistryError(ref, f"{host} refused the credentials from the {creds.source}", advice)
+    if not 200 <= reply.status < 300:
+        return Answer(reply.status)
+    media = (reply.header("Content-Type") or "").split(";")[0].strip() or None
+    return Answer(reply.status, reply.header("Docker-Content-Digest"), media, reply.body)
 
 
 def unexpected(ref: str, answer: Answer, method: str, advice: str) -> RegistryError:
@@ -105,7 +110,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _scheme(host: str) -> str:
+def scheme(host: str) -> str:
     return "http" if _loopback(host) else "https"
 
 
@@ -116,49 +121,76 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _opener(host: str) -> urllib.request.OpenerDirector:
+def opener(host: str) -> urllib.request.OpenerDirector:
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
     if _loopback(host):  # a corporate HTTP(S)_PROXY must never see, or answer for, a loopback address
         handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)
 
 
-def _request(
-    opener: urllib.request.OpenerDirector,
-    url: str,
-    method: str,
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to a registry: what to send, and how much of the answer's body to read."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    limit: int = MAX_MANIFEST_BYTES
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A registry's answer: status, headers, and (for a GET) the body."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers.items():
+            if key.lower() == name.lower():
+                return value
+        return None
+
+
+def send(
+    client: urllib.request.OpenerDirector,
+    call: Call,
     auth: str | None,
     ref: str,
     timeout: float,
     advice: str,
-) -> tuple[Answer, str]:
-    """(the answer, WWW-Authenticate) of `method` on `url`; a transient RegistryError when no answer comes."""
-    headers = {"Accept": ", ".join(MANIFEST_TYPES)}
+    doing: str | None = None,
+) -> tuple[Reply, str]:
+    """(the reply, WWW-Authenticate) of `call`; a transient RegistryError when no answer comes."""
+    headers = dict(call.headers)
     if auth:
         headers["Authorization"] = auth
-    request = urllib.request.Request(url, headers=headers, method=method)  # noqa: S310 - http(s) by _scheme
+    request = urllib.request.Request(call.url, data=call.body, headers=headers, method=call.method)  # noqa: S310 - http(s) by scheme()
     try:
-        with opener.open(request, timeout=timeout) as response:
-            body = response.read(MAX_MANIFEST_BYTES + 1) if method == "GET" else b""
-            if len(body) > MAX_MANIFEST_BYTES:
-                raise RegistryError(ref, f"its manifest is larger than {MAX_MANIFEST_BYTES} bytes", advice)
-            digest = response.headers.get("Docker-Content-Digest")
-            media = (response.headers.get("Content-Type") or "").split(";")[0].strip() or None
-            return Answer(int(response.status), digest, media, body), ""
+        with client.open(request, timeout=timeout) as response:
+            body = response.read(call.limit + 1) if call.method == "GET" else b""
+            if len(body) > call.limit:
+                raise RegistryError(ref, f"its answer is larger than {call.limit} bytes", advice, doing=doing)
+            return Reply(int(response.status), dict(response.headers.items()), body), ""
     except urllib.error.HTTPError as exc:
-        return Answer(exc.code), exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
+        found = dict(exc.headers.items()) if exc.headers else {}
+        body = exc.read(64 << 10) if call.method != "HEAD" else b""
+        return Reply(exc.code, found, body), found.get("WWW-Authenticate", "") or found.get("Www-Authenticate", "")
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:  # no answer, or no HTTP one
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        host = urllib.parse.urlsplit(url).netloc
-        raise RegistryError(ref, f"{host} cannot be reached: {_one_line(reason)}", advice, transient=True) from None
+        host = urllib.parse.urlsplit(call.url).netloc
+        why = f"{host} cannot be reached: {_one_line(reason)}"
+        raise RegistryError(ref, why, advice, transient=True, doing=doing) from None
 
 
 def _basic(creds: Credentials) -> str:
     return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode("ascii")
 
 
-def _authorization(
-    opener: urllib.request.OpenerDirector,
+def authorization(
+    client: urllib.request.OpenerDirector,
     challenge: str,
     creds: Credentials,
     repo: str,
@@ -197,7 +229,7 @@ def _authorization(
         url = realm + ("&" if parts.query else "?") + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, headers={"Authorization": _basic(creds)})  # noqa: S310 - checked above
     try:
-        with _opener(parts.netloc).open(request, timeout=timeout) as response:
+        with opener(parts.netloc).open(request, timeout=timeout) as response:
             body = json.load(response)
     except urllib.error.HTTPError as exc:
         raise _unknown(

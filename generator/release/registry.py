@@ -63,14 +63,18 @@ def unreachable(message: str) -> bool:
 class RegistryError(FleetError):
     """The registry cannot say whether an image exists (exit status 2): one line naming image and why."""
 
-    def __init__(self, ref: str, why: str, advice: str = "", *, transient: bool = False) -> None:
-        self.ref, self.why, self.advice, self.transient = ref, why, advice, transient
-        super().__init__(f"cannot tell whether {ref} is in the registry: {why}" + (f". {advice}" if advice else ""))
+    def __init__(
+        self, ref: str, why: str, advice: str = "", *, transient: bool = False, doing: str | None = None
+    ) -> None:
+        # `doing`: the operation that failed (a write, a listing); without it the error is about a lookup.
+        self.ref, self.why, self.advice, self.transient, self.doing = ref, why, advice, transient, doing
+        head = f"{doing} on {ref} failed" if doing else f"cannot tell whether {ref} is in the registry"
+        super().__init__(f"{head}: {why}" + (f". {advice}" if advice else ""))
 
     def gave_up(self, tries: int) -> RegistryError:
         """The same error, saying how many tries it took (when more than one)."""
         why = f"{self.why} (after {tries} tries)" if tries > 1 else self.why
-        return RegistryError(self.ref, why, self.advice)
+        return RegistryError(self.ref, why, self.advice, doing=self.doing)
 
 
 def asking(

@@ -77,6 +77,12 @@ class RenderedCell:
 
     @property
     def ref(self) -> str:
+        """The candidate: the image as built, probed, benchmarked, and pushed to the staging repository."""
+        return f"{self.cell.staging_image}:{self.tag}"
+
+    @property
+    def release_ref(self) -> str:
+        """Where `promote` copies the tested candidate: the release repository, same immutable tag."""
         return f"{self.cell.image}:{self.tag}"
 
 

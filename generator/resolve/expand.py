@@ -167,6 +167,7 @@ def build_cell(
         host_driver=dict(matrix.host_drivers)[values["cloud"]],
         registry_host=matrix.registry_host,
         repository=matrix.repository,
+        staging_repository=matrix.staging_repository,
         origin=origin,
         ca_certificates=matrix.ca_certificates,
         # The file name is pip's choice, known once locked (generator/deps/cells.py fills it in).

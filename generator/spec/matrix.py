@@ -130,9 +130,16 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
         raise r.fail(("schema",), f"unsupported schema {schema!r}; this generator reads schema {SCHEMA_VERSION}")
 
-    reg = r.mapping(top["registry"], ("registry",), spec_keys.REGISTRY, required=tuple(spec_keys.REGISTRY))
+    reg = r.mapping(top["registry"], ("registry",), spec_keys.REGISTRY, required=("host", "repository"))
     host = r.string(reg["host"], ("registry", "host"), validators.registry_host)
     repository = r.string(reg["repository"], ("registry", "repository"), validators.repository)
+    staging = (
+        r.string(reg["staging"], ("registry", "staging"), validators.repository)
+        if "staging" in reg
+        else f"{repository}-staging"
+    )
+    if staging == repository:  # promotion copies from one to the other: one repository would bless anything
+        raise r.fail(("registry", "staging"), f"the staging repository must differ from the release one ({repository})")
 
     clouds = r.unique_choices(top["clouds"], ("clouds",), CLOUDS, "cloud")
     variants = r.unique_choices(top["variants"], ("variants",), VARIANTS, "variant")
@@ -180,6 +187,7 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         python=python,
         registry_host=host,
         repository=repository,
+        staging_repository=staging,
         clouds=clouds,
         variants=variants,
         bases=bases,

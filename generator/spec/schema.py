@@ -41,7 +41,11 @@ TOP: dict[str, str] = {
 REQUIRED_TOP = ("schema", "registry", "clouds", "variants", "accelerators", "torch")
 REGISTRY: dict[str, str] = {
     "host": "Registry host, with a port if any (127.0.0.1:5000).",
-    "repository": "Repository path under the host (ml-platform/air-training).",
+    "repository": "Repository path under the host (ml-platform/air-training): the release repository users pull from.",
+    "staging": (
+        "Repository on the same host for candidates: each build is pushed there, probed and benchmarked by its "
+        "manifest digest, and only then promoted to `repository` (default: <repository>-staging)."
+    ),
 }
 TORCH_ROW: dict[str, str] = {
     "version": "torch release (2.8 means 2.8.0).",
@@ -140,7 +144,11 @@ def json_schema(facts: Knowledge) -> Schema:
         "python": {"anyOf": [_pattern(r"3\.[0-9]{1,2}"), {"type": "number"}]},
         "registry": _object(
             REGISTRY,
-            {"host": _pattern(validators.REGISTRY_HOST.pattern), "repository": _pattern(validators.REPOSITORY.pattern)},
+            {
+                "host": _pattern(validators.REGISTRY_HOST.pattern),
+                "repository": _pattern(validators.REPOSITORY.pattern),
+                "staging": _pattern(validators.REPOSITORY.pattern),
+            },
             ("host", "repository"),
         ),
         "clouds": _enum_list(CLOUDS),
