@@ -2,8 +2,8 @@
 
 The image is the cell's immutable tag (its content digest), local or pulled from the registry like the
 probe's; an image whose air-fleet.digest label is not the cell's digest is refused (a stale build would
-get another image's SBOM). Beside each document, a record <slug>.json says which image it describes
-and what it counts, for the page and for `attach`.
+get another image's SBOM). Beside each document, a record <slug>.json says which image it describes,
+what it counts, and where in the registry it was attached (`--attach`: generator/sbom/attach.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,11 @@ from docker import DockerClient
 
 from generator.atomic import write_atomic
 from generator.clock import utc_stamp
+from generator.release.distribution import Registry
+from generator.release.oci import split_ref
+from generator.release.registry import RegistryError
 from generator.results import record_path, write_record
+from generator.sbom.attach import attach_sbom
 from generator.sbom.document import ImageFacts, build_bom, document_text
 from generator.sbom.inventory import SbomError, read_inventory
 from generator.verify.payloadrun import local_or_pulled, one_line
@@ -44,6 +48,8 @@ class SbomResult:
     image_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)  # dpkg, python, locked (with a sha256), files
     error: str | None = None
+    # Where the document was attached: [{"repository", "image_digest", "artifact", "via"}] (`--attach`).
+    attached: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     finished_at: str = field(default_factory=utc_stamp)
 
@@ -51,8 +57,29 @@ class SbomResult:
         return asdict(self)
 
 
-def sbom_cell(client: DockerClient, rendered: RenderedCell, results: Path, profile: str) -> SbomResult:
-    """One cell's SBOM written (or why not); never raises SbomError."""
+def attach_cell(registry: Registry, rendered: RenderedCell, document: bytes) -> list[dict[str, str]]:
+    """Attach the document to the cell's image in every repository that holds it (the staging candidate,
+    and the release once promoted: the same manifest digest in both); [] when neither holds it yet."""
+    out = []
+    for ref in dict.fromkeys((rendered.ref, rendered.release_ref)):
+        _, repo, tag = split_ref(ref)
+        digest = registry.manifest_digest(repo, tag)
+        if digest is None:
+            continue
+        done = attach_sbom(registry, repo, digest, document, f"{rendered.cell.slug}.cdx.json")
+        out.append({"repository": repo, "image_digest": digest, "artifact": done.digest, "via": done.via})
+    return out
+
+
+def sbom_cell(
+    client: DockerClient,
+    rendered: RenderedCell,
+    results: Path,
+    profile: str,
+    registry: Registry | None = None,
+) -> SbomResult:
+    """One cell's SBOM written, and attached in `registry` when given (or why not); never raises SbomError
+    or RegistryError."""
     started = time.monotonic()
     cell = rendered.cell
     result = SbomResult(cell.slug, rendered.ref, rendered.digest, "error")
@@ -66,7 +93,8 @@ def sbom_cell(client: DockerClient, rendered: RenderedCell, results: Path, profi
         facts = ImageFacts(rendered.ref, image.id, str(image.attrs.get("Created", "")), rendered.digest)
         bom = build_bom(cell, facts, inventory)
         path = document_path(results, profile, cell.slug)
-        write_atomic(path, document_text(bom).encode("utf-8"))
+        document = document_text(bom).encode("utf-8")
+        write_atomic(path, document)
         python = [c for c in bom.components if c.purl is not None and c.purl.type == "pypi"]
         result.counts = {
             "dpkg": sum(1 for c in bom.components if c.purl is not None and c.purl.type == "deb"),
@@ -75,6 +103,10 @@ def sbom_cell(client: DockerClient, rendered: RenderedCell, results: Path, profi
             "files": len(cell.artifacts),
         }
         result.document, result.status = str(path), "ok"
+        if registry is not None:
+            result.attached = attach_cell(registry, rendered, document)
+    except RegistryError as exc:  # the document is written; only its attachment failed
+        result.status, result.error = "error", str(exc)
     except (SbomError, docker.errors.APIError) as exc:  # this cell has no SBOM; the others go on
         result.error = str(exc) if isinstance(exc, SbomError) else f"{rendered.ref}: {one_line(exc)}"
     result.seconds = round(time.monotonic() - started, 2)
@@ -88,9 +120,10 @@ def sbom_cells(
     results: Path,
     profile: str,
     say: Callable[[str], object] = lambda _: None,
+    registry: Registry | None = None,
 ) -> list[SbomResult]:
     out = []
     for rendered in selected:
         say(f"sbom {rendered.cell.slug}: {rendered.ref}")
-        out.append(sbom_cell(client, rendered, results, profile))
+        out.append(sbom_cell(client, rendered, results, profile, registry))
     return out

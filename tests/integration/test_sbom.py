@@ -12,11 +12,16 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from generator.release.credentials import CredentialSource
+from generator.release.distribution import Registry
+from generator.release.oci import split_ref
+from generator.sbom.attach import ARTIFACT_TYPE, fallback_tag, pull_sbom
 from generator.sbom.step import document_path, sbom_cells
 from tests.integration.sandboxcell import Built, built_cell
 
 REPOSITORY = f"sbom-test/cell-{uuid.uuid4().hex[:8]}"
 SLUG = "aws-runtime-torch2.13-einops0.8.2"
+HOST = "127.0.0.1:5000"
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +63,31 @@ def test_the_sbom_lists_torch_einops_and_the_bases_python3_and_validates(built: 
     # The same image, the same bytes: serial number and timestamp come from the image, not the clock.
     sbom_cells(built.client, [built.rendered], results, "sandbox")
     assert path.read_text() == text
+
+
+def test_the_sbom_is_attached_beside_the_pushed_image_and_pulled_back_by_its_digest(built: Built) -> None:
+    registry = Registry(HOST, CredentialSource({}))
+    _, repo, tag = split_ref(built.rendered.ref)  # the staging candidate
+    for line in built.client.images.push(built.rendered.ref.rpartition(":")[0], tag=tag, stream=True, decode=True):
+        assert "error" not in line, line
+    image_digest = registry.manifest_digest(repo, tag)
+    assert image_digest is not None
+    try:
+        assert registry.referrers(repo, image_digest) is None  # docker-registry 2.8: no referrers API
+        results = built.root / "results"
+        (result,) = sbom_cells(built.client, [built.rendered], results, "sandbox", registry=registry)
+        assert result.status == "ok", result.error
+        # Only the candidate is in the registry (nothing promoted yet): attached there, by the fallback tag.
+        (attached,) = result.attached
+        assert attached["via"] == fallback_tag(image_digest) == f"sha256-{image_digest.split(':')[1]}.sbom"
+        assert attached["repository"] == repo and attached["image_digest"] == image_digest
+        document = document_path(results, "sandbox", SLUG).read_bytes()
+        assert pull_sbom(registry, repo, image_digest) == document
+        artifact = json.loads(registry.manifest(repo, attached["artifact"]).body)  # type: ignore[union-attr]
+        assert artifact["subject"]["digest"] == image_digest and artifact["artifactType"] == ARTIFACT_TYPE
+        assert pull_sbom(registry, repo, "sha256:" + "0" * 64) is None  # another image has none
+    finally:
+        for reference in (fallback_tag(image_digest), image_digest):
+            digest = registry.manifest_digest(repo, reference)
+            if digest is not None:
+                registry.delete_manifest(repo, digest)
