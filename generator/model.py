@@ -6,6 +6,7 @@ matrix order (`build-1`).
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,47 @@ class Include:
     origin: Origin
 
 
+SEVERITY_LEVELS = ("low", "medium", "high", "critical")  # rising; an advisory without one is "unknown"
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """An advisory the gate lets through until a date, for a reason a person wrote."""
+
+    id: str  # the advisory's id or any of its aliases (GHSA-…, PYSEC-…, CVE-…)
+    until: datetime.date  # the last day it allows; from the day after, it no longer does
+    reason: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class VulnerabilityPolicy:
+    """What known vulnerabilities of a cell's Python environment the gate refuses (`vulnerabilities:`)."""
+
+    fail_on: str = "high"  # a severity level (refuse it and worse), or "none" (refuse nothing by severity)
+    unknown: str = "fail"  # fail | pass: an advisory whose data gives no severity (the package index's)
+    not_audited: str = "pass"  # fail | pass: a pinned package the data could not answer for
+    allow: tuple[Allowance, ...] = ()
+
+
+@dataclass(frozen=True)
+class SizeAcceptance:
+    """A cell allowed to be as large as `max_bytes`, whatever the threshold says, for a reason."""
+
+    cell: str  # a slug pattern (fnmatch)
+    max_bytes: int
+    reason: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class SizePolicy:
+    """How much a rebuild may grow over the cell's blessed size before the gate refuses it (`size:`)."""
+
+    max_growth_percent: float = 10.0
+    accept: tuple[SizeAcceptance, ...] = ()
+
+
 @dataclass(frozen=True)
 class Matrix:
     file: Path
@@ -113,6 +155,8 @@ class Matrix:
     host_driver_origins: tuple[tuple[str, Origin], ...] = ()  # clouds whose driver the matrix overrides
     # Extra CA certificates (one PEM certificate each) for builds behind a TLS-intercepting proxy.
     ca_certificates: tuple[str, ...] = ()
+    vulnerabilities: VulnerabilityPolicy = field(default_factory=VulnerabilityPolicy)
+    size: SizePolicy = field(default_factory=SizePolicy)
 
     def stack(self, name: str) -> tuple[str, ...]:
         return dict(self.stacks)[name]

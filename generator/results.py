@@ -31,3 +31,15 @@ def read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def record_for(results: Path, profile: str, step: str, slug: str, digest: str) -> tuple[dict[str, Any] | None, str]:
+    """(the cell's `step` record, "") when there is one for this content digest; else (None, what to do):
+    a record of other bytes says nothing about these."""
+    record = read_record(record_path(results, profile, step, slug))
+    if record is None:
+        return None, f"no {step} record: run `{step}` first"
+    if record.get("digest") != digest:
+        found = str(record.get("digest") or "no digest").removeprefix("sha256:")[:12]
+        return None, f"the {step} record is for {found}, not {digest.removeprefix('sha256:')[:12]}: {step} again"
+    return record, ""

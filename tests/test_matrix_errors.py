@@ -569,6 +569,42 @@ CASES = [
         "clouds",
         ("unsupported YAML tag",),
     ),
+    # The gate's policies.
+    Bad(
+        "vulnerabilities-unknown-severity",
+        add("vulnerabilities: {fail_on: severe}\n"),
+        "severe",
+        "vulnerabilities.fail_on",
+        ("unknown severity 'severe'", "low, medium, high, critical, none"),
+    ),
+    Bad(
+        "vulnerabilities-allow-no-reason",
+        add("vulnerabilities:\n  allow:\n    - {id: GHSA-wj6h-64fc-37mp, until: '2027-01-31'}\n"),
+        "GHSA-wj6h",
+        "vulnerabilities.allow[0]",
+        ("missing required key 'reason'",),
+    ),
+    Bad(
+        "vulnerabilities-allow-bad-date",
+        add("vulnerabilities:\n  allow:\n    - {id: GHSA-wj6h-64fc-37mp, until: next year, reason: r}\n"),
+        "next year",
+        "vulnerabilities.allow[0].until",
+        ("expected a date YYYY-MM-DD",),
+    ),
+    Bad(
+        "size-negative-growth",
+        add("size: {max_growth_percent: -5}\n"),
+        "-5",
+        "size.max_growth_percent",
+        ("a number of percent",),
+    ),
+    Bad(
+        "size-accept-blank-reason",
+        add("size:\n  accept:\n    - {cell: 'aws-*', max_mb: 1400, reason: ' '}\n"),
+        "max_mb: 1400",
+        "size.accept[0].reason",
+        ("a reason is required",),
+    ),
 ]
 CASES_BY_ID = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator import __version__
+from generator.cli import audit as audit_cli
 from generator.cli import sbom as sbom_cli
 from generator.errors import FleetError
 from generator.fleet import Fleet
@@ -35,6 +36,7 @@ examples:
   python -m generator --profile sandbox probe   run the probe in each image: the seed's table from real facts
   python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
   python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
+  python -m generator --profile sandbox audit    known vulnerabilities of the locked packages, and the policy
   python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
@@ -280,6 +282,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Accounting for what was built (issue 15): each command defines its own options beside its code.
     sbom_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
     return p
 
 
@@ -325,4 +328,5 @@ COMMANDS = {
     "bake": "ci",
     "publish": "site",
     "sbom": "sbom",
+    "audit": "audit",
 }

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
 from generator.fleet import Fleet
 from generator.render.renderer import RenderedCell
 from generator.resolve.expand import select
+
+
+def add_cells_command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """A command over cells (`CELL...`, default all) with --json, its description printed as written."""
+    s = sub.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    s.add_argument("--json", action="store_true", help="print the records as JSON")
+    return s
 
 
 def print_json(data: Any) -> None:

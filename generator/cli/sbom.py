@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from generator import paths
-from generator.cli.common import print_json, selected
+from generator.cli.common import add_cells_command, print_json, selected
 from generator.fleet import Fleet
 from generator.progress import to_stderr
 from generator.resolve.checks import FAIL
@@ -38,15 +38,9 @@ exit status: 0 every selected cell has its SBOM; 1 a cell has none (not built, u
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    s = sub.add_parser(
-        "sbom",
-        help="a CycloneDX SBOM per image, read inside it (dpkg, Python distributions, fetched files)",
-        description=SBOM_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    s.add_argument("cells", nargs="*", metavar="CELL", help="indexes, slugs or slug patterns (default: all)")
+    summary = "a CycloneDX SBOM per image, read inside it (dpkg, Python distributions, fetched files)"
+    s = add_cells_command(sub, "sbom", summary, SBOM_HELP)
     s.add_argument("--attach", action="store_true", help="also attach each SBOM to its image in the registry")
-    s.add_argument("--json", action="store_true", help="print the records as JSON")
 
 
 def cmd_sbom(fleet: Fleet, args: argparse.Namespace) -> int:

@@ -26,10 +26,12 @@ from generator.model import (
     Origin,
     Override,
     Selector,
+    SizePolicy,
     TorchRow,
+    VulnerabilityPolicy,
 )
+from generator.spec import policies, validators
 from generator.spec import schema as spec_keys
-from generator.spec import validators
 from generator.spec.knowledge import Knowledge, knowledge, minor
 from generator.spec.userfiles import read_bounded
 from generator.spec.yamlsource import KeyPath, Located, format_path, load_yaml
@@ -202,6 +204,10 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         python_origin=r.origin(("python",)) if "python" in top else None,
         host_driver_origins=tuple(driver_origins),
         ca_certificates=ca_certificates,
+        vulnerabilities=policies.vulnerability_policy(r, top["vulnerabilities"])
+        if "vulnerabilities" in top
+        else VulnerabilityPolicy(),
+        size=policies.size_policy(r, top["size"]) if "size" in top else SizePolicy(),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from generator.model import BASES, CLOUDS, SELECTOR_KEYS, VARIANTS
+from generator.model import BASES, CLOUDS, SELECTOR_KEYS, SEVERITY_LEVELS, VARIANTS
 from generator.spec import validators
 from generator.spec.knowledge import Knowledge
 
@@ -37,6 +37,8 @@ TOP: dict[str, str] = {
     "exclude": "Drop every cell matching ALL the given keys (fnmatch patterns, or lists of them).",
     "include": "Add cells outside the product, each fully described.",
     "overrides": "Per-selector settings, later ones winning; today they narrow `accelerators`.",
+    "vulnerabilities": "What known vulnerabilities of a cell's Python environment the gate refuses (`audit`).",
+    "size": "How much a rebuild may grow over the cell's blessed size before the gate refuses it.",
 }
 REQUIRED_TOP = ("schema", "registry", "clouds", "variants", "accelerators", "torch")
 REGISTRY: dict[str, str] = {
@@ -74,6 +76,29 @@ SELECTOR: dict[str, str] = {
     "stack": "A stack name.",
 }
 INCLUDE_REQUIRED = ("cloud", "variant", "torch", "stack")
+VULNERABILITIES: dict[str, str] = {
+    "fail_on": "Refuse an advisory of this severity or worse: low | medium | high | critical, or none (default high).",
+    "unknown": "fail | pass: an advisory whose data gives no severity, as the package index's never does "
+    "(default fail).",
+    "not_audited": "fail | pass: a pinned package the vulnerability data could not answer for (default pass).",
+    "allow": "Advisories let through until a date, each with its reason.",
+}
+ALLOWANCE: dict[str, str] = {
+    "id": "The advisory's id or any alias: GHSA-..., PYSEC-..., CVE-....",
+    "until": 'The last day it allows, quoted ("2027-01-31": the loader reads no YAML dates); from the day after, '
+    "the gate refuses the advisory again.",
+    "reason": "Why it is allowed, for the next person who reads this.",
+}
+SIZE: dict[str, str] = {
+    "max_growth_percent": "How many percent a rebuild may grow over the cell's blessed size (default 10).",
+    "accept": "Cells allowed to grow past that, each up to a size, with a reason.",
+}
+SIZE_ACCEPT: dict[str, str] = {
+    "cell": "The cell's slug, or an fnmatch pattern of slugs.",
+    "max_mb": "The size accepted, in MB (10^6 bytes) of the compressed image in the registry.",
+    "reason": "Why the growth is accepted.",
+}
+POLICY_CHOICES = ("fail", "pass")
 BUILDS = ("wheel", "source")
 assert tuple(SELECTOR) == SELECTOR_KEYS, "the model's selector keys and the schema's must be the same"
 
@@ -107,6 +132,43 @@ def _one_or_many(item: Schema) -> Schema:
 
 def _pin() -> Schema:
     return {"anyOf": [_SCALAR, _object(PIN, {"version": _SCALAR, "build": {"enum": list(BUILDS)}})]}
+
+
+def _vulnerabilities() -> Schema:
+    allowance = _object(
+        ALLOWANCE,
+        {
+            "id": _pattern(r"[A-Za-z0-9][A-Za-z0-9._:-]{1,99}"),
+            "until": {"type": "string", "format": "date"},
+            "reason": {"type": "string", "minLength": 1},
+        },
+        tuple(ALLOWANCE),
+    )
+    return _object(
+        VULNERABILITIES,
+        {
+            "fail_on": {"enum": [*SEVERITY_LEVELS, "none"]},
+            "unknown": {"enum": list(POLICY_CHOICES)},
+            "not_audited": {"enum": list(POLICY_CHOICES)},
+            "allow": {"type": "array", "items": allowance},
+        },
+    )
+
+
+def _size() -> Schema:
+    accept = _object(
+        SIZE_ACCEPT,
+        {
+            "cell": _pattern(r"[A-Za-z0-9._+*?\[\]!-]{1,200}"),
+            "max_mb": {"type": "number", "exclusiveMinimum": 0},
+            "reason": {"type": "string", "minLength": 1},
+        },
+        tuple(SIZE_ACCEPT),
+    )
+    return _object(
+        SIZE,
+        {"max_growth_percent": {"type": "number", "minimum": 0}, "accept": {"type": "array", "items": accept}},
+    )
 
 
 def json_schema(facts: Knowledge) -> Schema:
@@ -182,6 +244,8 @@ def json_schema(facts: Knowledge) -> Schema:
                 OVERRIDE, {"select": selector, "accelerators": _enum_list(sorted(facts.accelerators))}, tuple(OVERRIDE)
             ),
         },
+        "vulnerabilities": _vulnerabilities(),
+        "size": _size(),
     }
     top = _object(TOP, props, REQUIRED_TOP)
     return {

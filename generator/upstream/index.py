@@ -108,7 +108,7 @@ class PackageIndex:
     @classmethod
     def from_pip(cls) -> PackageIndex:
         """The index pip on this machine installs from, with pip's CA bundle."""
-        url, cafile = _pip_setting("index-url"), _pip_setting("cert")
+        url, cafile = pip_setting("index-url"), pip_setting("cert")
         return cls.at(url or _pip_default(), cafile)
 
     def releases(self, project: str) -> dict[Version, Release]:
@@ -264,7 +264,7 @@ def _read_local(url: str, limit: int, what: str) -> tuple[bytes, str, str]:
     return body, media, page.as_uri() if page != path else url
 
 
-def _pip_setting(name: str) -> str | None:
+def pip_setting(name: str) -> str | None:
     """pip's own value for an option, as `pip install` reads it: environment, then `install`, then `global`."""
     env = os.environ.get(f"PIP_{name.upper().replace('-', '_')}")
     if env:
