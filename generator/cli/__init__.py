@@ -12,6 +12,7 @@ from pathlib import Path
 from generator import __version__
 from generator.cli import audit as audit_cli
 from generator.cli import sbom as sbom_cli
+from generator.cli import size as size_cli
 from generator.errors import FleetError
 from generator.fleet import Fleet
 from generator.spec.profiles import available, load_profile
@@ -37,6 +38,7 @@ examples:
   python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
   python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
   python -m generator --profile sandbox audit    known vulnerabilities of the locked packages, and the policy
+  python -m generator --profile sandbox size     each candidate's size against its blessed image (the size gate)
   python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
@@ -283,6 +285,7 @@ def _parser() -> argparse.ArgumentParser:
     # Accounting for what was built (issue 15): each command defines its own options beside its code.
     sbom_cli.add_parser(sub)
     audit_cli.add_parser(sub)
+    size_cli.add_parser(sub)
     return p
 
 
@@ -329,4 +332,5 @@ COMMANDS = {
     "publish": "site",
     "sbom": "sbom",
     "audit": "audit",
+    "size": "size",
 }
