@@ -11,6 +11,7 @@ from pathlib import Path
 
 from generator import __version__
 from generator.cli import audit as audit_cli
+from generator.cli import prune as prune_cli
 from generator.cli import sbom as sbom_cli
 from generator.cli import size as size_cli
 from generator.errors import FleetError
@@ -39,6 +40,7 @@ examples:
   python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
   python -m generator --profile sandbox audit    known vulnerabilities of the locked packages, and the policy
   python -m generator --profile sandbox size     each candidate's size against its blessed image (the size gate)
+  python -m generator --profile sandbox prune    expired dated aliases and candidates (--yes deletes them)
   python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
 exit status: 0 ok; 1 a check FAILed, images/ is stale or a cell failed to build; 2 bad input (one line:
@@ -286,6 +288,7 @@ def _parser() -> argparse.ArgumentParser:
     sbom_cli.add_parser(sub)
     audit_cli.add_parser(sub)
     size_cli.add_parser(sub)
+    prune_cli.add_parser(sub)
     return p
 
 
@@ -333,4 +336,5 @@ COMMANDS = {
     "sbom": "sbom",
     "audit": "audit",
     "size": "size",
+    "prune": "prune",
 }

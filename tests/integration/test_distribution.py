@@ -4,8 +4,6 @@ referrers, delete."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 
 import pytest
@@ -14,6 +12,7 @@ from generator.release.credentials import CredentialSource
 from generator.release.distribution import Registry, walk_blobs
 from generator.release.registry import RegistryError
 from generator.sandbox import services
+from tests.integration.registryimages import tiny_image
 
 HOST = "127.0.0.1:5000"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -27,25 +26,7 @@ def registry() -> Registry:
 
 def _image(registry: Registry, repo: str, payload: bytes) -> tuple[bytes, str]:
     """A tiny OCI image (config + one layer) uploaded blob by blob; its manifest bytes and digest."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-    document = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": registry.put_blob(repo, config),
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                "digest": registry.put_blob(repo, payload),
-                "size": len(payload),
-            }
-        ],
-    }
-    body = json.dumps(document).encode()
-    return body, "sha256:" + hashlib.sha256(body).hexdigest()
+    return tiny_image(registry, repo, payload)
 
 
 def test_a_manifest_copied_across_repositories_keeps_its_digest_and_moves_no_layer(registry: Registry) -> None:

@@ -4,11 +4,10 @@ cell in the matrix up to that size lets it through. Both images live in reposito
 
 from __future__ import annotations
 
-import io
-import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -36,26 +35,22 @@ def _push(built: Built, image_id: str, ref: str) -> None:
         assert "error" not in line, line
 
 
-def _planted(built: Built) -> str:
+def _planted(built: Built, context: Path) -> str:
     """FROM the cell's image, one layer holding 100 MB of random bytes; its image id."""
-    dockerfile = f"FROM {built.rendered.ref}\nRUN head -c {PLANTED} /dev/urandom > /planted.bin\n".encode()
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(dockerfile)
-        tar.addfile(info, io.BytesIO(dockerfile))
-    context.seek(0)
-    image, _ = built.client.images.build(fileobj=context, custom_context=True, rm=True, forcerm=True)
+    (context / "Dockerfile").write_text(
+        f"FROM {built.rendered.ref}\nRUN head -c {PLANTED} /dev/urandom > /planted.bin\n"
+    )
+    image, _ = built.client.images.build(path=str(context), rm=True, forcerm=True)
     return str(image.id)
 
 
-def test_a_planted_100_mb_trips_the_gate_and_an_acceptance_lets_it_through(built: Built) -> None:
+def test_a_planted_100_mb_trips_the_gate_and_an_acceptance_lets_it_through(built: Built, tmp_path: Path) -> None:
     registry = Registry("127.0.0.1:5000", CredentialSource({}))
     slug = built.rendered.cell.slug
     _, release, _ = split_ref(built.rendered.release_ref)
     _, staging, tag = split_ref(built.rendered.ref)
     good = built.client.images.get(built.rendered.ref).id
-    planted = _planted(built)
+    planted = _planted(built, tmp_path)
     try:
         _push(built, good, f"{built.rendered.cell.image}:{slug}")  # blessed: the release alias
         _push(built, planted, built.rendered.ref)  # the candidate in staging, grown
