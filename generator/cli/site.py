@@ -32,6 +32,7 @@ def _read_previous(path: Path) -> dict[str, Any]:
 
 
 def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.site.accounting import copy_sboms
     from generator.site.catalogue import Records, carry_forward, catalogue
     from generator.site.publish import write_site
 
@@ -43,6 +44,7 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.previous is not None:
         data = carry_forward(data, _read_previous(args.previous))
     written = write_site(out, data)
+    copy_sboms(out, data["cells"])
     n = data["counts"]
     print(
         f"{n['cells']} cells: {n['probed_ok']} probed OK ({n['probed_on_gpu']} on a GPU), {n['benchmarked']} "

@@ -21,6 +21,7 @@ from generator.errors import FleetError
 from generator.release.registration import Ledger, RegisterError
 from generator.render.renderer import RenderedCell, cell_summary
 from generator.results import mapping, read_record, record_path
+from generator.site.accounting import accounting
 from generator.status import BUILD_PASSED, Built, Pushed
 
 SCHEMA = 1
@@ -212,6 +213,7 @@ def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, A
         "push": push,
         "registration": _registration(records.read("register", slug), push, rendered.ref, ledgers),
         "air_yaml": rendered.files["air.yaml"].decode("utf-8"),
+        "accounting": accounting(rendered, records),
     }
 
 

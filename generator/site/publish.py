@@ -87,6 +87,25 @@ def bench_summary(bench: dict[str, Any]) -> str:
     return f"{text} on {bench['device']}"
 
 
+def vulnerabilities(section: dict[str, Any]) -> str:
+    """One phrase: the advisories by severity, or why there is no audit."""
+    if section["status"] != "audited":
+        return "not audited" if section["status"] == "not run" else str(section["status"])
+    counts = ", ".join(f"{n} {severity}" for severity, n in section["counts"].items())
+    skipped = f" ({len(section['not_audited'])} packages not audited)" if section["not_audited"] else ""
+    return (counts or "none known") + skipped
+
+
+def size_change(section: dict[str, Any], built: object) -> str:
+    """The image's size, and its change over the blessed image where the size gate measured one."""
+    if section["bytes"] is None:
+        return size(built)
+    text = size(section["bytes"])
+    if section["change_percent"] is not None:
+        text += f" ({section['change_percent']:+.1f} %)"
+    return text + ("" if section["status"] == "OK" else " refused")
+
+
 def status_class(status: object) -> str:
     """A CSS class for a status word: st-OK, st-WARN, st-FAIL, st-measured…; N/A and "not run" grey."""
     word = str(status)
@@ -141,6 +160,8 @@ def _environment() -> jinja2.Environment:
         day=day,
         stamp=stamp,
         bench_summary=bench_summary,
+        vulnerabilities=vulnerabilities,
+        size_change=size_change,
         st=status_class,
         data_attrs=data_attrs,
     )
@@ -202,10 +223,21 @@ def _md_summary(c: dict[str, Any]) -> list[object]:
         c["checks"]["status"],
         probe + where,
         bench_summary(c["bench"]),
-        size(c["build"]["size"]),
+        size_change(c["accounting"]["size"], c["build"]["size"]),
         f"`{c['tag']}`",
         c["registration"]["status"],
         day(c["build"]["built_at"]),
+    ]
+
+
+def _md_accounting(c: dict[str, Any]) -> list[str]:
+    acc = c["accounting"]
+    sbom = acc["sbom"]
+    links = ", ".join(f"[{f['id']}]({f['link']})" for f in acc["vulnerabilities"]["findings"])
+    return [
+        f"- SBOM: [{sbom['link']}]({sbom['link']})" if sbom["link"] else f"- SBOM: {_md(sbom['detail'])}",
+        f"- Known vulnerabilities: {_md(vulnerabilities(acc['vulnerabilities']))}" + (f": {links}" if links else ""),
+        f"- Size: {_md(size_change(acc['size'], c['build']['size']))}",
     ]
 
 
@@ -236,6 +268,7 @@ def markdown(catalogue: dict[str, Any]) -> str:
             f"- Benchmark: {_md(bench_summary(c['bench']))}",
             f"- Pushed: {', '.join(f'`{t}`' for t in c['push']['tags']) or _md(c['push']['detail'])}",
             f"- Registered: {_md(c['registration']['status'])} ({_md(c['registration']['detail'])})",
+            *_md_accounting(c),
             "",
         ]
         lines += _md_table(
