@@ -47,9 +47,13 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _env(matrix: Path) -> dict[str, str]:
+    return {"AIR_FLEET_RESULTS": str(matrix.parent / "results"), "AIR_FLEET_STATE": str(matrix.parent / "state")}
+
+
 def _audit(matrix: Path, policy: str) -> tuple[int, dict[str, object]]:
     matrix.write_text(MATRIX + policy, encoding="utf-8")
-    env = {"AIR_FLEET_RESULTS": str(matrix.parent / "results"), "AIR_FLEET_STATE": str(matrix.parent / "state")}
+    env = _env(matrix)
     done = run_cli("--profile", "sandbox", "--matrix", str(matrix), "audit", "--json", env=env, timeout=300)
     assert done.returncode in (0, 1), done.stderr
     (result,) = json.loads(done.stdout)["results"]
@@ -67,6 +71,14 @@ def test_a_pinned_advisory_is_found_refused_allowed_and_refused_again_after_expi
     (path,) = (matrix.parent / "results").glob(f"sandbox/**/audit/{SLUG}.json")  # the matrix's own folder
     record = json.loads(path.read_text())
     assert record["findings"] == result["findings"]
+    # The page shows it, with the advisory's link, and says what is not covered.
+    out = matrix.parent / "site"
+    done = run_cli("--profile", "sandbox", "--matrix", str(matrix), "publish", "--out", str(out), env=_env(matrix))
+    assert done.returncode == 0, done.stderr
+    page = (out / "index.html").read_text()
+    assert (
+        f'<a href="https://osv.dev/vulnerability/{GHSA}">{GHSA}</a>' in page and "OS packages are not covered" in page
+    )
 
     tomorrow = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=1)
     allow = (
