@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 
 from generator import paths
 from generator.cli.common import add_cells_command, print_json, selected
+from generator.clock import utc_today
 from generator.fleet import Fleet
 from generator.progress import to_stderr
 
@@ -47,7 +47,7 @@ def cmd_audit(fleet: Fleet, args: argparse.Namespace) -> int:
 
     results_dir, profile = paths.results_dir(), fleet.profile.records
     results = audit_cells(IndexAuditor(), selected(fleet, args.cells), results_dir, profile, say=to_stderr)
-    today = datetime.datetime.now(datetime.UTC).date()
+    today = utc_today()
     verdicts = [
         vulnerability_gate(results_dir, profile, r.slug, r.digest, fleet.matrix.vulnerabilities, today) for r in results
     ]

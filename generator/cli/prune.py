@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 
 from generator.cli.common import print_json, selected
+from generator.clock import utc_today
 from generator.fleet import Fleet
 
 PRUNE_HELP = """\
@@ -80,7 +80,7 @@ def cmd_prune(fleet: Fleet, args: argparse.Namespace) -> int:
     _, release_repo, _ = split_ref(f"{cell.image}:x")
     _, staging_repo, _ = split_ref(f"{cell.staging_image}:x")
     registry = Registry(fleet.matrix.registry_host, CredentialSource())
-    today = datetime.datetime.now(datetime.UTC).date()
+    today = utc_today()
     plan = registry_plan(
         registry,
         release_repo,

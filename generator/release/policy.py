@@ -26,7 +26,7 @@ def _allowed(finding: Finding, allow: Sequence[Allowance], today: datetime.date)
         if entry.id in finding.ids:
             if today <= entry.until:
                 return entry, ""
-            expired = f" (its allowance at {entry.origin} expired on {entry.until.isoformat()})"
+            expired = f" (its allowance at {entry.origin} expired on {entry.until:%Y-%m-%d})"
     return None, expired
 
 
@@ -53,7 +53,7 @@ def vulnerability_verdict(
             continue
         entry, expired = _allowed(finding, policy.allow, today)
         if entry is not None:
-            allowed.append(f"{finding.id} allowed until {entry.until.isoformat()}")
+            allowed.append(f"{finding.id} allowed until {entry.until:%Y-%m-%d}")
         else:
             refused.append((finding, expired))
     if refused:

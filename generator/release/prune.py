@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generator.clock import parse_day
 from generator.release.distribution import Registry
 from generator.release.retention import CANDIDATE, Plan, Tag, plan
 
@@ -46,7 +47,7 @@ def _created(registry: Registry, repo: str, manifest: bytes) -> datetime.date | 
         return None
     stamp = str(json.loads(registry.get_blob(repo, str(config))).get("created") or "")
     try:
-        return datetime.date.fromisoformat(stamp[:10])
+        return parse_day(stamp)
     except ValueError:
         return None  # no creation date: never taken for old
 

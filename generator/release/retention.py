@@ -89,12 +89,12 @@ def plan(
         newest_first = sorted(aliases, key=lambda pair: pair[0], reverse=True)
         for date, t in newest_first[keep:]:
             if date < cutoff:
-                why = f"dated alias of {slug} from {date.isoformat()}: older than {days} days, not in the newest {keep}"
+                why = f"dated alias of {slug} from {date:%Y-%m-%d}: older than {days} days, not in the newest {keep}"
                 expired.append((t, why))
     for t in staging:
         match = CANDIDATE.fullmatch(t.tag)
         if match and match["slug"] in slugs and t.created is not None and t.created < cutoff:
-            expired.append((t, f"staging candidate created {t.created.isoformat()}: older than {days} days"))
+            expired.append((t, f"staging candidate created {t.created:%Y-%m-%d}: older than {days} days"))
     protected = _protected(release, staging, slugs, registered, {(t.repo, t.tag) for t, _ in expired})
     delete, spared = [], []
     for t, why in expired:

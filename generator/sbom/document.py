@@ -16,7 +16,6 @@ What goes in:
 
 from __future__ import annotations
 
-import datetime
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from generator import __version__
+from generator.clock import parse_stamp
 from generator.model import Cell, Pinned
 from generator.sbom.inventory import SbomError
 
@@ -136,16 +136,6 @@ def file_components(cell: Cell) -> list[Component]:
     return out
 
 
-def _created(text: str) -> datetime.datetime | None:
-    """The engine's creation time (nanoseconds, `Z`) as a datetime; None when it is not one."""
-    head, dot, frac = text.rstrip("Z").partition(".")
-    try:
-        stamp = datetime.datetime.fromisoformat(head + (f".{frac[:6]}" if dot else ""))
-    except ValueError:
-        return None
-    return stamp.replace(tzinfo=datetime.UTC)
-
-
 def build_bom(cell: Cell, image: ImageFacts, inventory: Mapping[str, Any]) -> Bom:
     os_facts = inventory.get("os") if isinstance(inventory.get("os"), dict) else {}
     assert isinstance(os_facts, dict)
@@ -181,7 +171,7 @@ def build_bom(cell: Cell, image: ImageFacts, inventory: Mapping[str, Any]) -> Bo
             tools=ToolRepository(
                 components=[Component(name="air-fleet", version=__version__, type=ComponentType.APPLICATION)]
             ),
-            timestamp=_created(image.created),
+            timestamp=parse_stamp(image.created),
         ),
         components=components,
     )

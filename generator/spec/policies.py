@@ -10,6 +10,7 @@ import datetime
 import re
 from typing import TYPE_CHECKING, Any
 
+from generator.clock import parse_day
 from generator.model import SEVERITY_LEVELS, Allowance, SizeAcceptance, SizePolicy, VulnerabilityPolicy
 from generator.spec import schema as spec_keys
 from generator.spec import validators
@@ -100,6 +101,6 @@ def _reason(text: str) -> str:
 
 def _date(r: _Reader, value: Any, path: KeyPath) -> datetime.date:
     try:
-        return datetime.date.fromisoformat(r.string(value, path))
+        return parse_day(r.string(value, path))
     except ValueError:
         raise r.fail(path, f"expected a date YYYY-MM-DD, got {value!r}") from None
