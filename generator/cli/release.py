@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 
 from generator.cli.common import print_json, selected
 from generator.fleet import Fleet
@@ -18,6 +19,20 @@ def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
         print(push_summary(results))
+    return exit_status(results)
+
+
+def cmd_promote(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.release.promote import PromoteCell, exit_status, promote, summary
+    from generator.resolve.checks import FAIL
+
+    chosen = [PromoteCell.of(r) for r in selected(fleet, args.cells) if r.status != FAIL]
+    today = datetime.datetime.now(datetime.UTC).date()
+    results = promote(chosen, profile=fleet.profile.records, atomic=args.atomic, date=today)
+    if args.json:
+        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(summary(results))
     return exit_status(results)
 
 

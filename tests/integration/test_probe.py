@@ -25,7 +25,6 @@ import docker.errors
 import pytest
 
 from generator.build.steps import run_build
-from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.fleet import Fleet
 from generator.model import Extension, Origin
@@ -33,8 +32,6 @@ from generator.release.push import PushCell, push
 from generator.render.renderer import RenderedCell
 from generator.resolve.checks import FAIL, NA, OK
 from generator.results import record_path, write_record
-from generator.sandbox import services
-from generator.sandbox.bases import ensure_bases, stand_ins
 from generator.site.catalogue import NO_GPU_MEASURED, Records, catalogue
 from generator.site.publish import write_site
 from generator.spec.profiles import load_profile
@@ -42,24 +39,11 @@ from generator.verify.bench import bench_image, write_bench_record
 from generator.verify.judge import NOT_MEASURED
 from generator.verify.probe import ProbeResult, probe_cells, probe_image, report
 from tests.browser import Browser
+from tests.integration.sandboxfleet import locked_project, sandbox_matrix
 
 REPOSITORY = f"air-fleet/test-probe-{uuid.uuid4().hex[:8]}"
 BAD_REF = f"127.0.0.1:5000/{REPOSITORY}:wrong-abi"
-MATRIX = f"""\
-schema: 1
-python: "3.11"
-registry: {{host: 127.0.0.1:5000, repository: {REPOSITORY}}}
-clouds: [aws]
-variants: [devel]
-accelerators: [GPU_1xA10]
-extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]
-torch:
-  - {{version: 2.13.0, torchvision: none, torchaudio: none}}
-stacks:
-  einops: [einops]
-extensions:
-  einops: {{kind: pip, version: 0.8.2}}
-"""
+MATRIX = sandbox_matrix(REPOSITORY, "devel", {"einops": "einops==0.8.2"})
 SLUG = "aws-devel-torch2.13-einops0.8.2"
 GPU_ROWS = ("driver", "cuda", "nccl")
 
@@ -123,14 +107,8 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     """The one good cell, locked and built by the project's own pipeline; results go to a temp dir."""
-    services.up(progress=lambda _: None)
+    root = locked_project(tmp_path_factory, "probe-fleet", MATRIX, "dcs-base-aws-devel")
     client = connect()
-    ensure_bases(client, [s for s in stand_ins() if s.ref.endswith("dcs-base-aws-devel")], progress=lambda _: None)
-    root = tmp_path_factory.mktemp("probe-fleet")
-    (root / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
-    fleet = Fleet.for_profile(load_profile("sandbox", root / "matrix.yaml"))
-    outcome = run_lock(fleet, say=lambda _: None)
-    assert outcome.failures == []
     fleet = Fleet.for_profile(load_profile("sandbox", root / "matrix.yaml"))  # with the lock's answers
     old = os.environ.get("AIR_FLEET_RESULTS")
     os.environ["AIR_FLEET_RESULTS"] = str(root / "results")
