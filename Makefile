@@ -13,7 +13,7 @@ JOBS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
-	lock outdated build probe bench push publish
+	lock outdated build probe bench push audit promote publish
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_%-]+:.*## / {printf "  make %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,14 +26,16 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 
-fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, benchmarked, pushed, its page published
+fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed to staging, benchmarked, promoted, its page published
 	$(GEN) generate
 	$(GEN) sandbox up
 	$(GEN) --profile sandbox lock
 	$(GEN) --profile sandbox build -j $(JOBS)
 	$(GEN) --profile sandbox probe
-	$(GEN) --profile sandbox bench --quick
 	$(GEN) --profile sandbox push --atomic
+	$(GEN) --profile sandbox bench --quick
+	$(GEN) --profile sandbox audit
+	$(GEN) --profile sandbox promote --atomic
 	$(GEN) --profile sandbox publish
 
 sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build the stand-in base images
@@ -60,8 +62,14 @@ build-%: $(INSTALLED) ## build one cell of $(PROFILE) by index, e.g. `make build
 probe: $(INSTALLED) ## run the probe inside every built image of $(PROFILE)
 	$(GEN) --profile $(PROFILE) probe
 
-push: $(INSTALLED) ## push $(PROFILE)'s images, all or nothing (only cells that built and probed OK)
+push: $(INSTALLED) ## push $(PROFILE)'s candidates to its staging repository, all or nothing (cells that built and probed OK)
 	$(GEN) --profile $(PROFILE) push --atomic
+
+audit: $(INSTALLED) ## known vulnerabilities of $(PROFILE)'s locked Python packages; promote's policy reads them
+	$(GEN) --profile $(PROFILE) audit
+
+promote: $(INSTALLED) ## copy $(PROFILE)'s tested candidates to the release repository by digest, all or nothing
+	$(GEN) --profile $(PROFILE) promote --atomic
 
 bench: $(INSTALLED) ## GPU benchmarks in every built image of $(PROFILE) (a GPU runner's job; else "no GPU")
 	$(GEN) --profile $(PROFILE) bench

@@ -52,13 +52,19 @@ def probe(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def push(session: nox.Session) -> None:
-    """Push every image whose build and probe passed, all or nothing."""
+    """Push every image whose build and probe passed to the staging repository, all or nothing."""
     _generator(session, "push", "--atomic", *session.posargs)
 
 
 @nox.session(python=False)
+def promote(session: nox.Session) -> None:
+    """Copy the tested candidates to the release repository by digest, all or nothing (no engine needed)."""
+    _generator(session, "promote", "--atomic", *session.posargs)
+
+
+@nox.session(python=False)
 def register(session: nox.Session) -> None:
-    """Register the pushed images with the workspace (pass e.g. `-- --workspace-profile P`)."""
+    """Register the promoted images with the workspace (pass e.g. `-- --workspace-profile P`)."""
     _generator(session, "register", *session.posargs)
 
 
@@ -76,8 +82,9 @@ def publish(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def fleet(session: nox.Session) -> None:
-    """Generate, build, probe, bench, push, register, publish in order; stops at the first failing step."""
-    steps = [["generate"], ["build"], ["probe"], ["bench"], ["push", "--atomic"], ["register", *session.posargs]]
+    """Generate, build, probe, push, bench, promote, register, publish in order; stops at the first failing step."""
+    steps = [["generate"], ["build"], ["probe"], ["push", "--atomic"], ["bench"], ["audit"], ["promote", "--atomic"]]
+    steps.append(["register", *session.posargs])
     steps.append(["publish"])
     for step in steps:
         _generator(session, *step)  # session.run raises on a non-zero exit: nothing after it runs
@@ -87,9 +94,18 @@ def fleet(session: nox.Session) -> None:
 def sandbox(session: nox.Session) -> None:
     """The sandbox end to end: engine and registry up, stand-in bases, its lock (their digests), then its
     fleet built, probed,
-    benchmarked (no GPU here: no number), pushed, and its page published."""
+    pushed to staging, benchmarked (no GPU here: no number), promoted, and its page published."""
     _generator(session, "sandbox", "up", profile="default")
-    for step in (["lock"], ["build"], ["probe"], ["bench", "--quick"], ["push", "--atomic"], ["publish"]):
+    steps = (
+        ["lock"],
+        ["build"],
+        ["probe"],
+        ["push", "--atomic"],
+        ["bench", "--quick"],
+        ["audit"],
+        ["promote", "--atomic"],
+    )
+    for step in (*steps, ["publish"]):
         _generator(session, *step, profile="sandbox")
 
 
@@ -140,6 +156,10 @@ def _register_cell_sessions() -> None:
         def push_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "push", str(_index), *session.posargs)
 
+        def promote_one(session: nox.Session, _index: int = index) -> None:
+            _generator(session, "audit", str(_index))  # the vulnerability policy promote applies reads it
+            _generator(session, "promote", str(_index), *session.posargs)
+
         def register_one(session: nox.Session, _index: int = index) -> None:
             _generator(session, "register", str(_index), *session.posargs)
 
@@ -149,6 +169,7 @@ def _register_cell_sessions() -> None:
             ("probe", probe_one),
             ("bench", bench_one),
             ("push", push_one),
+            ("promote", promote_one),
             ("register", register_one),
         )
         for verb, func in verbs:

@@ -34,6 +34,15 @@ class Pushed(StrEnum):
     HELD = "held"  # --atomic: another cell kept this one back
 
 
+class Promoted(StrEnum):
+    """What `promote` did with a candidate."""
+
+    PROMOTED = "promoted"
+    REFUSED = "refused"  # the gate: no passing probe record for this manifest, or no candidate
+    FAILED = "failed"
+    HELD = "held"  # --atomic: another cell kept this one back
+
+
 class Registered(StrEnum):
     """What `register` did with a pushed image."""
 

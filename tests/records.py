@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.render.renderer import RenderedCell
-from generator.results import record_path, write_record
+from generator.results import read_record, record_path, write_record
 from generator.site.catalogue import Records
 from generator.verify.bench import BenchResult, compare, load_reference
 from tests.test_bench import H200
@@ -16,6 +16,8 @@ from tests.test_bench import H200
 PROFILE = "default"
 H200_OUTPUT: dict[str, Any] = H200  # the benchmark tests' canned H200 run
 NO_GPU_OUTPUT: dict[str, Any] = {"schema": 1, "status": "no GPU", "reason": "torch.cuda.is_available() is False"}
+# The config digest of the image the canned records tested (the push record names the same one).
+IMAGE_ID = "sha256:" + "1c" * 32
 
 
 def records(root: Path) -> Records:
@@ -24,6 +26,12 @@ def records(root: Path) -> Records:
 
 def write(root: Path, step: str, slug: str, record: dict[str, Any]) -> None:
     write_record(record_path(root / "results", PROFILE, step, slug), record)
+
+
+def read(root: Path, step: str, slug: str) -> dict[str, Any]:
+    found = read_record(record_path(root / "results", PROFILE, step, slug))
+    assert found is not None, (step, slug)
+    return found
 
 
 def build(root: Path, r: RenderedCell, *, digest: str | None = None, size: int = 3 * 2**30) -> None:
@@ -80,10 +88,30 @@ def push(root: Path, r: RenderedCell, repo_digest: str) -> None:
             "slug": r.cell.slug,
             "digest": r.digest,
             "status": "pushed",
-            "repository": r.cell.image,
-            "tags": [r.tag, r.cell.slug, f"{r.cell.slug}-20261128"],
+            "repository": r.cell.staging_image,
+            "tags": [r.tag],
             "repo_digest": repo_digest,
+            "image_id": IMAGE_ID,
             "pushed_at": "2026-11-28T04:00:00Z",
+            "reason": None,
+        },
+    )
+
+
+def promote(root: Path, r: RenderedCell, manifest_digest: str) -> None:
+    write(
+        root,
+        "promote",
+        r.cell.slug,
+        {
+            "slug": r.cell.slug,
+            "digest": r.digest,
+            "status": "promoted",
+            "manifest_digest": manifest_digest,
+            "staging_ref": f"{r.cell.staging_image}@{manifest_digest}",
+            "release_ref": f"{r.cell.image}@{manifest_digest}",
+            "tags": [r.tag, r.cell.slug, f"{r.cell.slug}-20261128"],
+            "promoted_at": "2026-11-28T04:05:00Z",
             "reason": None,
         },
     )

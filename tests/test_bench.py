@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -159,15 +159,27 @@ class _Container:
         self.removed = True
 
 
+class _Image:
+    """A local image that was never pushed: the record names its config digest, no manifest."""
+
+    id = "sha256:" + "1c" * 32
+    labels: ClassVar[dict[str, str]] = {}
+    attrs: ClassVar[dict[str, Any]] = {"RepoDigests": []}
+
+
 class _Client:
     def __init__(self, stdout: bytes) -> None:
         self.container = _Container(stdout)
         self.kwargs: dict[str, Any] = {}
         self.containers = self
+        self.images = self
 
     def create(self, image: str, **kwargs: Any) -> _Container:
         self.kwargs = kwargs
         return self.container
+
+    def get(self, ref: str) -> _Image:
+        return _Image()
 
 
 @pytest.mark.parametrize("gpus", [False, True])
@@ -184,6 +196,7 @@ def test_run_bench_copies_payload_and_asks_gpus_only_when_told(gpus: bool, tmp_p
     assert path == tmp_path / "sandbox" / "bench" / "cell-a.json"
     record = json.loads(path.read_text())
     assert record["status"] == "measured" and record["rows"][0]["fraction"] == pytest.approx(711.0 / 790)
+    assert record["image_id"] == _Image.id and record["manifest_digest"] is None and record["pulled"] is False
 
 
 def test_run_bench_without_json_is_an_error() -> None:

@@ -37,13 +37,15 @@ def _row(root: Path, r: RenderedCell) -> dict[str, Any]:
 
 def test_a_cell_with_no_records_says_nothing_was_run(tmp_path: Path, cell: RenderedCell) -> None:
     got = _row(tmp_path, cell)
-    assert got["slug"] == cell.cell.slug and got["digest"] == cell.digest and got["ref"] == cell.ref
+    assert got["slug"] == cell.cell.slug and got["digest"] == cell.digest and got["ref"] == cell.release_ref
+    assert got["candidate"] == cell.ref
     assert [c["id"] for c in got["checks"]["items"]] == [c.id for c in cell.checks]
     assert got["build"] == {"status": NOT_RUN, "detail": "no build record", "size": None, "built_at": None}
     assert got["probe"]["status"] == NOT_RUN and got["probe"]["packages"] == []
     assert got["bench"]["status"] == NOT_RUN and got["bench"]["detail"] == "never benchmarked"
     assert got["bench"]["measured"] is False and got["bench"]["figures"] == []
     assert got["push"]["status"] == NOT_RUN and got["push"]["tags"] == []
+    assert got["promotion"]["status"] == NOT_RUN and got["chain"]["intact"] is False
     assert got["registration"]["status"] == "not registered"
     assert got["air_yaml"] == cell.files["air.yaml"].decode()
 
@@ -55,8 +57,9 @@ def test_sections_have_the_same_keys_whatever_is_known(tmp_path: Path, cell: Ren
     canned.probe(full, cell, gpus=True, step="gpu-probe")
     canned.bench(full, cell, canned.H200_OUTPUT)
     canned.push(full, cell, REPO_DIGEST)
+    canned.promote(full, cell, REPO_DIGEST)
     known = _row(full, cell)
-    for section in ("build", "probe", "bench", "push", "registration"):
+    for section in ("build", "probe", "bench", "push", "promotion", "registration"):
         assert set(empty[section]) == set(known[section]), section
 
 
@@ -109,7 +112,9 @@ def test_measured_figures_carry_their_fraction_of_the_reference(tmp_path: Path, 
 
 def test_registration_comes_from_the_ledger_by_manifest_digest_and_ref(tmp_path: Path, cell: RenderedCell) -> None:
     canned.push(tmp_path, cell, REPO_DIGEST)
-    entry = {"ref": cell.ref, "slug": cell.cell.slug, "registered_at": "2026-11-28T04:10:00Z", "cli": "databricks"}
+    canned.promote(tmp_path, cell, REPO_DIGEST)
+    release_ref = f"{cell.cell.image}@{REPO_DIGEST}"
+    entry = {"ref": release_ref, "slug": cell.cell.slug, "registered_at": "2026-11-28T04:10:00Z", "cli": "databricks"}
     canned.ledger(tmp_path, {REPO_DIGEST: entry})
     got = _row(tmp_path, cell)
     assert got["push"]["tags"][0] == cell.tag and got["push"]["repo_digest"] == REPO_DIGEST
@@ -125,7 +130,9 @@ def test_registration_comes_from_the_ledger_by_manifest_digest_and_ref(tmp_path:
 
 def test_a_failed_registration_attempt_is_shown(tmp_path: Path, cell: RenderedCell) -> None:
     canned.push(tmp_path, cell, REPO_DIGEST)
-    canned.write(tmp_path, "register", cell.cell.slug, {"ref": cell.ref, "status": "failed", "detail": "401"})
+    canned.promote(tmp_path, cell, REPO_DIGEST)
+    release_ref = f"{cell.cell.image}@{REPO_DIGEST}"
+    canned.write(tmp_path, "register", cell.cell.slug, {"ref": release_ref, "status": "failed", "detail": "401"})
     assert _row(tmp_path, cell)["registration"] == {"status": "failed", "detail": "401", "at": None}
 
 
@@ -158,6 +165,7 @@ def test_catalogue_counts(tmp_path: Path) -> None:
         "probed_on_gpu": 1,
         "benchmarked": 1,
         "pushed": 1,
+        "promoted": 0,
         "registered": 0,
     }
 
@@ -207,3 +215,37 @@ def test_a_previous_page_of_another_profile_or_schema_is_refused(tmp_path: Path)
         carry_forward(data, {**data, "profile": "sandbox"})
     with pytest.raises(CatalogueError, match="schema 1"):
         carry_forward(data, {"schema": 99, "cells": []})
+
+
+def test_the_trust_chain_is_intact_only_when_every_step_saw_the_released_manifest(
+    tmp_path: Path, cell: RenderedCell
+) -> None:
+    canned.build(tmp_path, cell)
+    canned.probe(tmp_path, cell)  # a local image probed before its push: tied by its config digest
+    canned.write(
+        tmp_path,
+        "probe",
+        cell.cell.slug,
+        {**canned.read(tmp_path, "probe", cell.cell.slug), "image_id": canned.IMAGE_ID},
+    )
+    canned.push(tmp_path, cell, REPO_DIGEST)
+    canned.promote(tmp_path, cell, REPO_DIGEST)
+    entry = {"ref": f"{cell.cell.image}@{REPO_DIGEST}", "slug": cell.cell.slug, "registered_at": STAMP, "cli": "air"}
+    canned.ledger(tmp_path, {REPO_DIGEST: entry})
+    chain = _row(tmp_path, cell)["chain"]
+    assert [link["step"] for link in chain["links"]] == ["staging", "probe", "release", "registered"]
+    assert {link["digest"] for link in chain["links"]} == {REPO_DIGEST}
+    assert chain == {**chain, "intact": True, "broken": None}
+
+    # A GPU probe of another manifest (a sibling build) breaks the chain, and says where.
+    other = "sha256:" + "cd" * 32
+    assert other != REPO_DIGEST
+    canned.probe(tmp_path, cell, gpus=True, step="gpu-probe")
+    canned.write(
+        tmp_path,
+        "gpu-probe",
+        cell.cell.slug,
+        {**canned.read(tmp_path, "gpu-probe", cell.cell.slug), "manifest_digest": other},
+    )
+    chain = _row(tmp_path, cell)["chain"]
+    assert chain["intact"] is False and chain["broken"] == "GPU probe"

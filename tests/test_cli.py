@@ -104,12 +104,24 @@ def test_nox_sessions_are_generated_from_the_matrix() -> None:
         ).stdout
 
     listing = nox()
-    names = ("generate", "check", "build", "probe", "bench", "push", "register", "publish", "fleet", "sandbox")
+    names = (
+        "generate",
+        "check",
+        "build",
+        "probe",
+        "bench",
+        "push",
+        "promote",
+        "register",
+        "publish",
+        "fleet",
+        "sandbox",
+    )
     for name in (*names, "lint", "tests"):
         assert f" {name} -> " in listing
     per_cell = {s["session"]: s["description"] for s in json.loads(nox("--json", "-t", "cells"))}
     cells = json.loads(run_cli("--matrix", str(DEFAULT_MATRIX), "list", "--json").stdout)["cells"]
-    verbs = ("check", "build", "probe", "bench", "push", "register")
+    verbs = ("check", "build", "probe", "bench", "push", "promote", "register")
     assert len(per_cell) == len(verbs) * len(cells)
     for cell in cells:
         for verb in verbs:

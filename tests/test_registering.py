@@ -1,4 +1,5 @@
-"""`python -m generator register`: targets come from push records only, a second run calls no CLI.
+"""`python -m generator register`: targets come from promote records only, registered by their release
+reference by digest; a second run calls no CLI.
 
 The Databricks workspace behind the CLIs cannot exist here: the stand-in `databricks` executable of
 tests/fixtures/fake_cli follows the documented contract (see tests/test_register.py for the adapters).
@@ -30,16 +31,22 @@ torch:
 """
 
 
-def test_register_only_what_was_pushed_and_only_once(write_matrix: WriteMatrix, tmp_path: Path) -> None:
+def test_register_only_what_was_promoted_and_only_once(write_matrix: WriteMatrix, tmp_path: Path) -> None:
     matrix = write_matrix(MATRIX)
     pushed, not_pushed = Fleet.load(matrix).render()
     results, state = tmp_path / "results", tmp_path / "state"
-    # The stand-in CLI reports sha256(ref) as the manifest: the push record must say the same.
-    repo_digest = "sha256:" + hashlib.sha256(pushed.ref.encode()).hexdigest()
+    manifest = "sha256:" + hashlib.sha256(b"the promoted manifest").hexdigest()
+    records = load_profile("default", matrix).records
     write_record(
-        record_path(results, load_profile("default", matrix).records, "push", pushed.cell.slug),
-        {"slug": pushed.cell.slug, "digest": pushed.digest, "status": "pushed", "repo_digest": repo_digest},
+        record_path(results, records, "promote", pushed.cell.slug),
+        {"slug": pushed.cell.slug, "digest": pushed.digest, "status": "promoted", "manifest_digest": manifest},
     )
+    # Pushed to staging but never promoted: not registered.
+    write_record(
+        record_path(results, records, "push", not_pushed.cell.slug),
+        {"slug": not_pushed.cell.slug, "digest": not_pushed.digest, "status": "pushed", "repo_digest": manifest},
+    )
+    release_ref = f"{pushed.cell.image}@{manifest}"
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps({"default": {"steps": ["success"]}}))
     env = {
@@ -69,16 +76,16 @@ def test_register_only_what_was_pushed_and_only_once(write_matrix: WriteMatrix, 
         )
 
     first = register()
-    assert first.returncode == 1, first.stderr  # the cell that was never pushed is a failure
+    assert first.returncode == 1, first.stderr  # the cell that was never promoted is a failure
     outcomes = {o["slug"]: o for o in json.loads(first.stdout)["outcomes"]}
     assert outcomes[pushed.cell.slug]["status"] == "registered"
     assert outcomes[not_pushed.cell.slug]["status"] == "failed"
-    assert "not pushed" in outcomes[not_pushed.cell.slug]["detail"]
+    assert "not promoted (no promote record)" in outcomes[not_pushed.cell.slug]["detail"]
     calls = (tmp_path / "calls.jsonl").read_text().splitlines()
-    assert len(calls) == 1 and json.loads(calls[0])["ref"] == pushed.ref
+    assert len(calls) == 1 and json.loads(calls[0])["ref"] == release_ref
     argv = json.loads(calls[0])["argv"]
     assert (
-        argv[:4] == ["experimental", "air", "register-image", pushed.ref] and "--interactive-authenticate" not in argv
+        argv[:4] == ["experimental", "air", "register-image", release_ref] and "--interactive-authenticate" not in argv
     )
 
     second = register()

@@ -411,7 +411,12 @@ def test_nightly_fans_out_the_plan_and_gates_publication() -> None:
     assert {"plan", "build", "benchmark"} <= set(gate["needs"])
     assert gate["if"].startswith("success()")
     gate_script = "\n".join(s.get("run", "") for s in gate["steps"])
-    assert "python -m generator push --atomic" in gate_script
+    assert "python -m generator promote --atomic" in gate_script and "generator push" not in gate_script
+    assert gate["runs-on"] == "ubuntu-24.04"  # promote needs no Docker engine
+    build_script = "\n".join(s.get("run", "") for s in all_jobs["build"]["steps"])
+    assert "python -m generator push --atomic" in build_script  # the candidate, to staging
+    gpu_script = "\n".join(s.get("run", "") for s in all_jobs["benchmark"]["steps"])
+    assert "generator build" not in gpu_script and "generator fetch" not in gpu_script  # it pulls by digest
     assert "python -m generator register" in gate_script
     publish = all_jobs["publish"]
     assert publish["needs"] == "gate" and publish["if"] == "success()"

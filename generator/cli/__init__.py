@@ -36,7 +36,8 @@ examples:
   python -m generator --profile sandbox build   generate, then build what is out of date (-j N in parallel)
   python -m generator --profile sandbox build 3 'aws-*'   some cells only
   python -m generator --profile sandbox probe   run the probe in each image: the seed's table from real facts
-  python -m generator --profile sandbox push --atomic   push only if every selected cell built and probed OK
+  python -m generator --profile sandbox push --atomic   candidates to staging, only if every cell built and probed OK
+  python -m generator --profile sandbox promote --atomic   copy the tested manifests to the release repository
   python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
   python -m generator --profile sandbox audit    known vulnerabilities of the locked packages, and the policy
   python -m generator --profile sandbox size     each candidate's size against its blessed image (the size gate)
@@ -193,8 +194,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "push",
-        help="push the images whose build and probe passed (immutable digest tag, then <slug> and <slug>-<date>)",
-        description="Credentials come from AIR_FLEET_REGISTRY_USERNAME / AIR_FLEET_REGISTRY_PASSWORD, else the "
+        help="push candidates: the images whose build and probe passed, to the staging repository (immutable tag)",
+        description="Users never see staging: `promote` copies a candidate's tested manifest to the release "
+        "repository. Credentials come from AIR_FLEET_REGISTRY_USERNAME / AIR_FLEET_REGISTRY_PASSWORD, else the "
         "Docker config (credential helpers included); never from arguments, never into logs. Exit status 2 when "
         "the registry cannot be reached.",
     )
@@ -202,6 +204,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--atomic", action="store_true", help="push nothing unless every selected cell passed")
     s.add_argument("--no-wait", action="store_true", help="fail at once if another push holds the lock")
     s.add_argument("--json", action="store_true", help="print the push records as JSON (progress stays on stderr)")
+
+    s = sub.add_parser(
+        "promote",
+        help="copy tested candidates from staging to the release repository by digest (no rebuild, no engine)",
+        description="For each cell: the candidate tag's manifest in the staging repository (digest D) must have "
+        "passed the probe (and the GPU probe, where the image carries CUDA) as D itself; its blobs are then "
+        "mounted into the release repository and the same manifest bytes written under the immutable tag, and "
+        "only then under the moving aliases <slug> and <slug>-<yyyymmdd>. Through the registry API: no Docker "
+        "engine, no layer downloaded or uploaded. Re-running completes an interrupted promote. Credentials as for "
+        "push. Exit status: 0 all promoted; 1 a cell refused or failed; 2 the registry cannot be reached.",
+    )
+    _cells_arg(s)
+    s.add_argument("--atomic", action="store_true", help="promote nothing unless every selected cell may be")
+    s.add_argument("--json", action="store_true", help="print the promote records as JSON (progress on stderr)")
 
     s = sub.add_parser(
         "register",
@@ -329,6 +345,7 @@ COMMANDS = {
     "probe": "verify",
     "bench": "verify",
     "push": "release",
+    "promote": "release",
     "register": "release",
     "plan": "ci",
     "bake": "ci",

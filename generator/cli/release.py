@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+from typing import TYPE_CHECKING
 
+from generator import paths
 from generator.cli.common import print_json, selected
 from generator.fleet import Fleet
 from generator.tables import table
+
+if TYPE_CHECKING:
+    from generator.release.distribution import Registry
+    from generator.release.promote import PromoteCell
 
 
 def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
@@ -18,6 +25,27 @@ def cmd_push(fleet: Fleet, args: argparse.Namespace) -> int:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
         print(push_summary(results))
+    return exit_status(results)
+
+
+def cmd_promote(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.release.promote import PromoteCell, exit_status, promote, summary
+    from generator.resolve.checks import FAIL
+
+    chosen = [PromoteCell.of(r) for r in selected(fleet, args.cells) if r.status != FAIL]
+    today = datetime.datetime.now(datetime.UTC).date()
+    from generator.release.accounting import accounting_gate
+
+    results_dir, profile = paths.results_dir(), fleet.profile.records
+
+    def accounting(cell: PromoteCell, registry: Registry) -> tuple[bool, str]:
+        return accounting_gate(results_dir, profile, cell, fleet.matrix, registry, today)
+
+    results = promote(chosen, profile=profile, atomic=args.atomic, date=today, accounting=accounting)
+    if args.json:
+        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+    else:
+        print(summary(results))
     return exit_status(results)
 
 

@@ -10,6 +10,7 @@ from generator.cli.common import print_json, selected
 from generator.engine import connect
 from generator.fleet import Fleet
 from generator.progress import to_stderr
+from generator.release.credentials import CredentialSource
 from generator.resolve.checks import FAIL
 
 
@@ -32,6 +33,7 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
     client = connect()
     gpus = detect_gpus(client) if args.gpus is None else args.gpus
     reference = load_reference()
+    source = CredentialSource()
     results = []
     for r in (r for r in selected(fleet, args.cells) if r.status != FAIL):
         print(f"bench {r.cell.slug}: {r.ref}{' (GPUs)' if gpus else ' (no GPU)'}", file=sys.stderr, flush=True)
@@ -44,6 +46,8 @@ def cmd_bench(fleet: Fleet, args: argparse.Namespace) -> int:
             quick=args.quick,
             reference=reference,
             python=r.cell.python_path,
+            source=source,
+            say=to_stderr,
         )
         write_bench_record(paths.results_dir(), fleet.profile.records, result)
         results.append(result)

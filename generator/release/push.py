@@ -1,22 +1,24 @@
-"""Push the fleet's images: only cells whose build and probe passed, under their immutable tag and aliases.
+"""Push candidates: each cell whose build and CPU probe passed goes to the STAGING repository under its
+immutable tag, and its manifest digest is recorded. Users never see staging: the release repository and
+its moving aliases are `promote`'s (generator/release/promote.py), which copies a tested manifest by digest.
 
 - **Gate.** A cell is pushed only if `generator.release.gate` lets it: its build and probe records passed
   for the cell's current digest.
-- **Atomic** (`--atomic`, what the nightly uses): if any selected cell is refused by the gate, or its
-  local image is missing or stale, nothing is pushed. Immutable tags are pushed first for every cell and
-  the moving aliases only once all of them are in, so a failing push never moves an alias.
-- **Tags** come from `generator.release.tags.tags_for`: `<slug>-<12 hex>` (immutable), `<slug>`, `<slug>-<yyyymmdd>`.
-  An image whose `air-fleet.digest` label is not the cell's digest (a stale local tag) is never pushed.
+- **Atomic** (`--atomic`): if any selected cell is refused by the gate, or its local image is missing or
+  stale, nothing is pushed.
+- **Tag**: `<slug>-<12 hex>` (`generator.release.tags.tags_for(...).immutable`): content-addressed, so
+  pushing it never moves anything. An image whose `air-fleet.digest` label is not the cell's digest (a
+  stale local tag) is never pushed.
 - **Retries.** Transient registry errors (`generator.release.registry.transient`: 5xx, 429, resets, refused
   connections, timeouts, "context deadline exceeded") are retried with exponential backoff and jitter
   (`generator.retry`); anything else fails the cell at once.
 - **Unreachable.** A registry that gave no answer at all through every try (refused, no such host, a
   registry that accepts and never answers) is marked `unreachable` in the records; the cells still to
   push there fail at once without a try, and the run's exit status is 2 (a service that cannot be reached).
-- **Progress.** Each tag's push stream is followed on stderr (`generator.release.pushprogress`).
-- **Records.** `results/<profile>/push/<slug>.json` per cell: slug, digest, status, tags, repo_digest
-  (the registry's manifest digest: pull `<repository>@<repo_digest>`), pushed_at, attempts, reason,
-  unreachable (the registry host that could not be reached, else null).
+- **Progress.** Each push stream is followed on stderr (`generator.release.pushprogress`).
+- **Records.** `results/<profile>/push/<slug>.json` per cell: slug, digest, status, tags, repository (the
+  staging one), repo_digest (the manifest digest: pull `<repository>@<repo_digest>`), image_id (the
+  config digest: what a probe of the local image tested), pushed_at, attempts, reason, unreachable.
 - **Credentials** come from `generator.release.credentials` (the environment's pair, else the Docker config and
   its credential helpers), looked up for every registry before anything is pushed (a failed lookup stops
   the run: exit status 2) and handed to the engine explicitly. They are never on a command line or in a
@@ -64,7 +66,7 @@ DIGEST_IN_STATUS = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 class PushCell:
     slug: str
     digest: str  # the cell's content digest (sha256:...)
-    repository: str  # <host>/<repository>, where the tags go
+    repository: str  # <host>/<staging repository>, where the candidate goes
     local_ref: str  # the image as built: <repository>:<immutable tag>
     index: int = 0
 
@@ -73,7 +75,7 @@ class PushCell:
         return cls(
             slug=rendered.cell.slug,
             digest=rendered.digest,
-            repository=rendered.cell.image,
+            repository=rendered.cell.staging_image,
             local_ref=rendered.ref,
             index=rendered.cell.index,
         )
@@ -88,6 +90,7 @@ class PushResult:
     reason: str | None = None
     tags: list[str] = field(default_factory=list)  # tags now in the registry for this push
     repo_digest: str | None = None  # the manifest digest: <repository>@<repo_digest> pulls exactly this
+    image_id: str | None = None  # the config digest of what was pushed (the local image's ID)
     attempts: int = 0  # the most tries any one tag needed (1: no retry)
     pushed_at: str | None = None
     seconds: float = 0.0
@@ -123,7 +126,7 @@ def push(
     *,
     profile: str,
     atomic: bool,
-    date: datetime.date,
+    date: datetime.date | None = None,
     results: Path | None = None,
     attempts: int = 4,
     backoff_s: float = 1.0,
@@ -137,6 +140,7 @@ def push(
     """Push the cells that pass the gate (all or nothing with `atomic`); one result and record per cell.
 
     `source`: where credentials come from (default: this process's environment and Docker config).
+    `date` only checks that the cell's tags can be made (promote gives the dated alias its date).
     `sleep`, `draw` (the jitter's random number) and `clock` are there for tests.
     """
     pusher = _Pusher(
@@ -151,7 +155,7 @@ def push(
         clock=clock,
         progress_every_s=progress_every_s,
     )
-    return pusher.run(cells, atomic=atomic, date=date)
+    return pusher.run(cells, atomic=atomic, date=date or datetime.datetime.now(datetime.UTC).date())
 
 
 class _Pusher:
@@ -216,25 +220,17 @@ class _Pusher:
         ready: list[PushCell] = []
         for c in passed:
             try:
-                self._prepare(c, tags[c.slug])
+                self._prepare(c, tags[c.slug], results[c.slug])
                 ready.append(c)
             except Exception as exc:
                 self._failed(c, results[c.slug], self._why(exc), exc)
         if atomic and len(ready) < len(passed):
             self._hold(ready, results, "not pushed", [c for c in passed if c not in ready], Pushed.FAILED)
             return self._finish(cells, results, started)
-        # 3. the immutable tags: content-addressed, so pushing one never moves anything
-        pushed: list[PushCell] = []
+        # 3. the immutable tag: content-addressed, so pushing it never moves anything
         for c in ready:
-            if self._push_tags(c, [tags[c.slug].immutable], results[c.slug]):
-                pushed.append(c)
-        if atomic and len(pushed) < len(ready):
-            self._hold(pushed, results, "aliases not moved", [c for c in ready if c not in pushed], "failed to push")
-            return self._finish(cells, results, started)
-        # 4. the moving aliases
-        for c in pushed:
             result = results[c.slug]
-            if self._push_tags(c, list(tags[c.slug].aliases), result):
+            if self._push_tags(c, [tags[c.slug].immutable], result):
                 result.status = Pushed.PUSHED
                 result.reason = None
                 result.pushed_at = _now()
@@ -281,7 +277,7 @@ class _Pusher:
 
     # -- one cell --------------------------------------------------------------------------------------
 
-    def _prepare(self, cell: PushCell, tags: Tags) -> None:
+    def _prepare(self, cell: PushCell, tags: Tags, result: PushResult) -> None:
         """The local image exists (pulled by its immutable ref when only the registry has it) and is this digest."""
         try:
             image = self.client.images.get(cell.local_ref)
@@ -301,6 +297,7 @@ class _Pusher:
                 f"not {short_digest(cell.digest)}: rebuild"
             )
         image.tag(cell.repository, tags.immutable)  # a no-op when the local ref is already that
+        result.image_id = image.id
 
     def _push_tags(self, cell: PushCell, tags: list[str], result: PushResult) -> bool:
         host = registry_of(cell.repository)

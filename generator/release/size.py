@@ -60,18 +60,24 @@ class SizeResult:
         return asdict(self)
 
 
-def check_size(registry: Registry, rendered: RenderedCell, policy: SizePolicy) -> SizeResult:
-    slug = rendered.cell.slug
-    _, staging, tag = split_ref(rendered.ref)
-    _, release, _ = split_ref(rendered.release_ref)
+def check_size(
+    registry: Registry, slug: str, digest: str, staging: str, tag: str, release: str, policy: SizePolicy
+) -> SizeResult:
+    """The candidate `staging:tag` against the blessed `release:<slug>` (repositories on the registry's host)."""
     candidate = manifest_size(registry, staging, tag)
     blessed = manifest_size(registry, release, slug)
     if candidate is None:
-        why = f"no candidate {rendered.ref} in the registry: push it first"
-        return SizeResult(slug, rendered.digest, False, why, None, _plain(blessed))
+        why = f"no candidate {registry.host}/{staging}:{tag} in the registry: push it first"
+        return SizeResult(slug, digest, False, why, None, _plain(blessed))
     ok, why = size_verdict(policy, slug, blessed.bytes if blessed else None, candidate.bytes)
     change = round(100.0 * (candidate.bytes - blessed.bytes) / blessed.bytes, 2) if blessed and blessed.bytes else None
-    return SizeResult(slug, rendered.digest, ok, why, _plain(candidate), _plain(blessed), change)
+    return SizeResult(slug, digest, ok, why, _plain(candidate), _plain(blessed), change)
+
+
+def check_rendered(registry: Registry, rendered: RenderedCell, policy: SizePolicy) -> SizeResult:
+    _, staging, tag = split_ref(rendered.ref)
+    _, release, _ = split_ref(rendered.release_ref)
+    return check_size(registry, rendered.cell.slug, rendered.digest, staging, tag, release, policy)
 
 
 def _plain(measured: Measured | None) -> dict[str, Any] | None:
@@ -83,7 +89,7 @@ def check_sizes(
 ) -> list[SizeResult]:
     out = []
     for rendered in selected:
-        result = check_size(registry, rendered, policy)
+        result = check_rendered(registry, rendered, policy)
         write_record(record_path(results, profile, STEP, rendered.cell.slug), result.record())
         out.append(result)
     return out

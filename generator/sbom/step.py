@@ -1,8 +1,9 @@
 """`sbom`: for each built cell, read its image's inventory and write results/<profile>/sbom/<slug>.cdx.json.
 
-The image is the cell's immutable tag (its content digest), local or pulled from the registry like the
-probe's; an image whose air-fleet.digest label is not the cell's digest is refused (a stale build would
-get another image's SBOM). Beside each document, a record <slug>.json says which image it describes,
+The image is the cell's candidate, found as the probe finds it (generator/verify/candidate.py: the local
+image, else pulled from staging by its manifest digest), and the record names the manifest digest it
+read, as probe records do; an image whose air-fleet.digest label is not the cell's digest is refused (a
+stale build would get another image's SBOM). Beside each document, a record <slug>.json says which image it describes,
 what it counts, and where in the registry it was attached (`--attach`: generator/sbom/attach.py).
 """
 
@@ -19,6 +20,7 @@ from docker import DockerClient
 
 from generator.atomic import write_atomic
 from generator.clock import utc_stamp
+from generator.release.credentials import CredentialSource
 from generator.release.distribution import Registry
 from generator.release.oci import split_ref
 from generator.release.registry import RegistryError
@@ -26,7 +28,8 @@ from generator.results import record_path, write_record
 from generator.sbom.attach import attach_sbom
 from generator.sbom.document import ImageFacts, build_bom, document_text
 from generator.sbom.inventory import SbomError, read_inventory
-from generator.verify.payloadrun import local_or_pulled, one_line
+from generator.verify.candidate import NoCandidate, acquire
+from generator.verify.payloadrun import one_line
 
 if TYPE_CHECKING:
     from generator.render.renderer import RenderedCell
@@ -46,6 +49,7 @@ class SbomResult:
     status: str  # ok | error
     document: str | None = None  # the path of the CycloneDX file
     image_id: str | None = None
+    manifest_digest: str | None = None  # the staging manifest read (None: the local image was never pushed)
     counts: dict[str, int] = field(default_factory=dict)  # dpkg, python, locked (with a sha256), files
     error: str | None = None
     # Where the document was attached: [{"repository", "image_digest", "artifact", "via"}] (`--attach`).
@@ -77,6 +81,7 @@ def sbom_cell(
     results: Path,
     profile: str,
     registry: Registry | None = None,
+    source: CredentialSource | None = None,
 ) -> SbomResult:
     """One cell's SBOM written, and attached in `registry` when given (or why not); never raises SbomError
     or RegistryError."""
@@ -84,13 +89,14 @@ def sbom_cell(
     cell = rendered.cell
     result = SbomResult(cell.slug, rendered.ref, rendered.digest, "error")
     try:
-        image = local_or_pulled(client, rendered.ref, SbomError)
+        tested = acquire(client, rendered.ref, source or CredentialSource())
+        image = tested.image
         label = (image.labels or {}).get("air-fleet.digest")
         if label != rendered.digest:
             raise SbomError(f"{rendered.ref}: its digest label is {label}, the cell's is {rendered.digest}: rebuild")
-        result.image_id = image.id
-        inventory = read_inventory(client, rendered.ref, python=cell.python_path, slug=cell.slug)
-        facts = ImageFacts(rendered.ref, image.id, str(image.attrs.get("Created", "")), rendered.digest)
+        result.image_id, result.manifest_digest = tested.image_id, tested.manifest_digest
+        inventory = read_inventory(client, tested.ref, python=cell.python_path, slug=cell.slug)
+        facts = ImageFacts(rendered.ref, tested.image_id, str(image.attrs.get("Created", "")), rendered.digest)
         bom = build_bom(cell, facts, inventory)
         path = document_path(results, profile, cell.slug)
         document = document_text(bom).encode("utf-8")
@@ -107,8 +113,8 @@ def sbom_cell(
             result.attached = attach_cell(registry, rendered, document)
     except RegistryError as exc:  # the document is written; only its attachment failed
         result.status, result.error = "error", str(exc)
-    except (SbomError, docker.errors.APIError) as exc:  # this cell has no SBOM; the others go on
-        result.error = str(exc) if isinstance(exc, SbomError) else f"{rendered.ref}: {one_line(exc)}"
+    except (SbomError, NoCandidate, docker.errors.APIError) as exc:  # this cell has no SBOM; the others go on
+        result.error = f"{rendered.ref}: {one_line(exc)}" if isinstance(exc, docker.errors.APIError) else str(exc)
     result.seconds = round(time.monotonic() - started, 2)
     write_record(record_path(results, profile, STEP, cell.slug), result.record())
     return result
@@ -122,8 +128,9 @@ def sbom_cells(
     say: Callable[[str], object] = lambda _: None,
     registry: Registry | None = None,
 ) -> list[SbomResult]:
+    source = registry.source if registry is not None else CredentialSource()  # helpers asked once a run
     out = []
     for rendered in selected:
         say(f"sbom {rendered.cell.slug}: {rendered.ref}")
-        out.append(sbom_cell(client, rendered, results, profile, registry))
+        out.append(sbom_cell(client, rendered, results, profile, registry, source))
     return out

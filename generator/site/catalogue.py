@@ -22,7 +22,7 @@ from generator.release.registration import Ledger, RegisterError
 from generator.render.renderer import RenderedCell, cell_summary
 from generator.results import mapping, read_record, record_path
 from generator.site.accounting import accounting
-from generator.status import BUILD_PASSED, Built, Pushed
+from generator.status import BUILD_PASSED, Built, Promoted, Pushed
 
 SCHEMA = 1
 
@@ -30,7 +30,7 @@ NOT_RUN = "not run"
 NOT_REGISTERED = "not registered"
 STALE = "stale"
 # The sections a run's records fill, and the statuses that mean "this run's records say nothing".
-RUN_SECTIONS = ("build", "probe", "bench", "push", "registration")
+RUN_SECTIONS = ("build", "probe", "bench", "push", "promotion", "registration")
 UNKNOWN = frozenset({NOT_RUN, NOT_REGISTERED})
 NO_GPU_MEASURED = "no GPU measured"
 # Every section has the same keys whatever is known, so the JSON has one shape for consumers.
@@ -60,6 +60,17 @@ EMPTY_PUSH: dict[str, Any] = {
     "repository": None,
     "tags": [],
     "repo_digest": None,
+    "at": None,
+}
+
+
+REGISTERED = ("registered", "already registered")
+EMPTY_PROMOTION: dict[str, Any] = {
+    "status": NOT_RUN,
+    "detail": "",
+    "release_ref": None,
+    "manifest_digest": None,
+    "tags": [],
     "at": None,
 }
 
@@ -159,11 +170,16 @@ def _bench(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
     }
 
 
+def _not_done(record: dict[str, Any] | None, why: str | None, empty: dict[str, Any], never: str) -> dict[str, Any]:
+    """The section of a step that did not succeed for this build: stale, never run, or its record's status."""
+    detail = why or (record.get("reason") if record else None) or never
+    status = (STALE if why else NOT_RUN) if record is None else str(record.get("status"))
+    return {**empty, "status": status, "detail": detail}
+
+
 def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
     if record is None or record.get("status") != Pushed.PUSHED:
-        detail = why or (record.get("reason") if record else None) or "never pushed"
-        status = (STALE if why else NOT_RUN) if record is None else str(record.get("status"))
-        return {**EMPTY_PUSH, "status": status, "detail": detail}
+        return _not_done(record, why, EMPTY_PUSH, "never pushed")
     return {
         "status": Pushed.PUSHED,
         "detail": str(record.get("repository")),
@@ -174,10 +190,59 @@ def _push(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
     }
 
 
-def _registration(
-    record: dict[str, Any] | None, push: dict[str, Any], ref: str, ledgers: dict[str, dict[str, Any]]
+def _promotion(record: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    if record is None or record.get("status") != Promoted.PROMOTED:
+        return _not_done(record, why, EMPTY_PROMOTION, "never promoted")
+    return {
+        "status": Promoted.PROMOTED,
+        "detail": str(record.get("release_ref")),
+        "release_ref": record.get("release_ref"),
+        "manifest_digest": record.get("manifest_digest"),
+        "tags": [str(t) for t in record.get("tags") or []],
+        "at": record.get("promoted_at"),
+    }
+
+
+def chain(
+    push: dict[str, Any] | None,
+    probes: list[dict[str, Any] | None],
+    bench: dict[str, Any] | None,
+    promotion: dict[str, Any],
+    registered_ref: str | None,
 ) -> dict[str, Any]:
-    entry = ledgers.get(str(push.get("repo_digest"))) if push["status"] == Pushed.PUSHED else None
+    """The trust chain of one cell: the manifest digest each step saw. `intact` only when the release's
+    digest is the one pushed to staging, every probe (and the benchmark, when it ran) tested it, and a
+    registration names it; `broken` names the first link that disagrees."""
+    released = promotion.get("manifest_digest")
+    links = [
+        ("staging", (push or {}).get("repo_digest")),
+        *(("GPU probe" if p.get("gpus") else "probe", _tested(p, push)) for p in probes if p),
+        *((("bench", _tested(bench, push)),) if bench else ()),
+        ("release", released),
+        ("registered", registered_ref.rpartition("@")[2] if registered_ref and "@" in registered_ref else None),
+    ]
+    shown = [{"step": step, "digest": digest} for step, digest in links]
+    broken = next((step for step, digest in links if not released or digest != released), None)
+    return {"links": shown, "intact": broken is None, "broken": broken}
+
+
+def _tested(record: dict[str, Any] | None, push: dict[str, Any] | None) -> str | None:
+    """The manifest a probe or bench record tested: the one it names, or, for a local image probed before
+    its push, the pushed manifest when the push's image (config digest) is the one probed."""
+    if not record:
+        return None
+    if record.get("manifest_digest"):
+        return str(record["manifest_digest"])
+    if push and record.get("image_id") and record.get("image_id") == push.get("image_id"):
+        return str(push.get("repo_digest")) if push.get("repo_digest") else None
+    return None
+
+
+def _registration(
+    record: dict[str, Any] | None, promotion: dict[str, Any], ledgers: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    ref = promotion.get("release_ref")
+    entry = ledgers.get(str(promotion.get("manifest_digest"))) if promotion["status"] == Promoted.PROMOTED else None
     if entry is not None and entry.get("ref") == ref:
         return {
             "status": "registered",
@@ -198,11 +263,15 @@ def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, A
     bench, bench_why = _current(records.read("bench", slug), digest)
     push_record, push_why = _current(records.read("push", slug), digest)
     push = _push(push_record, push_why)
+    promote_record, promote_why = _current(records.read("promote", slug), digest)
+    promotion = _promotion(promote_record, promote_why)
+    registration = _registration(records.read("register", slug), promotion, ledgers)
     return {
         **cell_summary(cell),
         "digest": digest,
         "tag": rendered.tag,
-        "ref": rendered.ref,
+        "ref": rendered.release_ref,
+        "candidate": rendered.ref,
         "checks": {
             "status": rendered.status,
             "items": [{"id": c.id, "title": c.title, "status": c.status, "detail": c.detail} for c in rendered.checks],
@@ -211,7 +280,15 @@ def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, A
         "probe": _probe(cpu, gpu, cpu_why),
         "bench": _bench(bench, bench_why),
         "push": push,
-        "registration": _registration(records.read("register", slug), push, rendered.ref, ledgers),
+        "promotion": promotion,
+        "chain": chain(
+            push_record,
+            [cpu, gpu],
+            bench,
+            promotion,
+            promotion["release_ref"] if registration["status"] in REGISTERED else None,
+        ),
+        "registration": registration,
         "air_yaml": rendered.files["air.yaml"].decode("utf-8"),
         "accounting": accounting(rendered, records),
     }
@@ -240,7 +317,8 @@ def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
         "probed_on_gpu": sum(r["probe"]["gpu"] for r in rows),
         "benchmarked": sum(r["bench"]["measured"] for r in rows),
         "pushed": sum(r["push"]["status"] == Pushed.PUSHED for r in rows),
-        "registered": sum(r["registration"]["status"] in ("registered", "already registered") for r in rows),
+        "promoted": sum(r["promotion"]["status"] == Promoted.PROMOTED for r in rows),
+        "registered": sum(r["registration"]["status"] in REGISTERED for r in rows),
     }
 
 

@@ -241,6 +241,21 @@ def _md_accounting(c: dict[str, Any]) -> list[str]:
     ]
 
 
+def _promoted(promotion: dict[str, Any]) -> str:
+    if promotion["status"] != "promoted":
+        return _md(f"{promotion['status']}: {promotion['detail']}")
+    return f"`{promotion['release_ref']}` as {', '.join(f'`{t}`' for t in promotion['tags'])}"
+
+
+def _chain(chain: dict[str, Any]) -> str:
+    """`intact:` or `broken at <step>:`, then each step's manifest digest (12 hex), in order."""
+    head = "intact" if chain["intact"] else (f"broken at {chain['broken']}" if chain["broken"] else "incomplete")
+    links = " → ".join(
+        f"{link['step']} `{short(link['digest']) if link['digest'] else 'none'}`" for link in chain["links"]
+    )
+    return f"{head}: {links}"
+
+
 def markdown(catalogue: dict[str, Any]) -> str:
     cells, n = catalogue["cells"], catalogue["counts"]
     lines = [
@@ -249,7 +264,8 @@ def markdown(catalogue: dict[str, Any]) -> str:
         "",
         f"Profile `{catalogue['profile']}`, generated {catalogue['generated_at']}. {n['cells']} cells: "
         f"{n['built']} built, {n['probed_ok']} probed OK ({n['probed_on_gpu']} on a GPU), "
-        f"{n['benchmarked']} benchmarked on a GPU, {n['pushed']} pushed, {n['registered']} registered.",
+        f"{n['benchmarked']} benchmarked on a GPU, {n['pushed']} pushed to staging, {n['promoted']} promoted, "
+        f"{n['registered']} registered.",
         "",
     ]
     lines += _md_table(list(MD_COLUMNS), (_md_summary(c) for c in cells))
@@ -266,7 +282,9 @@ def markdown(catalogue: dict[str, Any]) -> str:
             f"- Build: {_md(c['build']['status'])} ({_md(c['build']['detail'])}), {size(c['build']['size'])}",
             f"- Probe: {_md(c['probe']['status'])} ({_md(c['probe']['detail'])})",
             f"- Benchmark: {_md(bench_summary(c['bench']))}",
-            f"- Pushed: {', '.join(f'`{t}`' for t in c['push']['tags']) or _md(c['push']['detail'])}",
+            f"- Candidate: {', '.join(f'`{t}`' for t in c['push']['tags']) or _md(c['push']['detail'])}",
+            f"- Promoted: {_promoted(c['promotion'])}",
+            f"- Trust chain: {_chain(c['chain'])}",
             f"- Registered: {_md(c['registration']['status'])} ({_md(c['registration']['detail'])})",
             *_md_accounting(c),
             "",

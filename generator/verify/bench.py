@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,10 @@ from docker import DockerClient
 
 from generator.clock import utc_stamp
 from generator.errors import FleetError, MatrixError
+from generator.release.credentials import CredentialSource
 from generator.results import mapping, record_path, write_record
 from generator.spec.yamlsource import load_yaml
+from generator.verify.candidate import NoCandidate, acquire
 from generator.verify.payloadrun import Payload, run_payload
 
 STEP = "bench"
@@ -238,6 +240,10 @@ class BenchResult:
     status: str  # the payload's: measured | no GPU | error (also: the benchmark could not run)
     output: dict[str, Any]
     rows: list[BenchRow]
+    image_id: str | None = None  # the config digest of the image measured
+    manifest_digest: str | None = None  # the staging manifest measured (None: a local image not yet pushed)
+    tested_ref: str | None = None  # what ran: the local tag, or <staging>@<manifest digest> when pulled
+    pulled: bool = False
     error: str | None = None
     seconds: float = 0.0
     bench_sha256: str = field(default_factory=payload_sha256)
@@ -271,15 +277,21 @@ def bench_image(
     reference: Reference | None = None,
     timeout: float = DEFAULT_TIMEOUT_S,
     python: str = "python3",
+    source: CredentialSource | None = None,
+    say: Callable[[str], object] = lambda _: None,
 ) -> BenchResult:
-    """Benchmark one image and compare; never raises BenchError (the result says what failed)."""
+    """Benchmark one candidate (the local image, else pulled from staging by digest) and compare; never
+    raises BenchError (the result says what failed)."""
     started = time.monotonic()
     reference = load_reference() if reference is None else reference
     result = BenchResult(slug, ref, digest, gpus, quick, "error", {}, [])
     try:
-        result.output = run_bench(client, ref, gpus=gpus, quick=quick, timeout=timeout, python=python)
+        tested = acquire(client, ref, CredentialSource() if source is None else source, say=say)
+        result.image_id, result.manifest_digest = tested.image_id, tested.manifest_digest
+        result.tested_ref, result.pulled = tested.ref, tested.pulled
+        result.output = run_bench(client, tested.ref, gpus=gpus, quick=quick, timeout=timeout, python=python)
         result.status = str(result.output.get("status"))
-    except BenchError as exc:
+    except (BenchError, NoCandidate) as exc:
         result.error = str(exc)
     result.rows = compare(result.output, reference)
     result.seconds = round(time.monotonic() - started, 2)

@@ -53,18 +53,6 @@ def archive(directory: str, files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def local_or_pulled(client: DockerClient, ref: str, error: type[FleetError]) -> Any:
-    """The image `ref` from the engine, pulled from the registry when it is not local; `error` when neither."""
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        pass
-    try:
-        return client.images.pull(ref)
-    except docker.errors.APIError as exc:
-        raise error(f"{ref}: not built (not local, not in the registry: {one_line(exc)})") from None
-
-
 def parse_answer(payload: Payload, image_ref: str, exit_status: int, stdout: str, stderr: str) -> dict[str, Any]:
     """The last non-empty stdout line as a JSON object (anything before it is noise)."""
     lines = [line for line in stdout.splitlines() if line.strip()]

@@ -27,18 +27,21 @@ from generator import paths
 from generator.clock import utc_stamp
 from generator.errors import FleetError
 from generator.model import Cell
+from generator.release.credentials import CredentialSource
 from generator.render.renderer import expect_json
 from generator.resolve.checks import FAIL, OK, Check, worst
 from generator.results import record_path, write_record
 from generator.spec.knowledge import Knowledge
+from generator.verify.candidate import NoCandidate, acquire
 from generator.verify.judge import expectations_for, judge
-from generator.verify.payloadrun import Payload, archive, local_or_pulled, one_line, parse_answer, run_payload
+from generator.verify.payloadrun import Payload, archive, one_line, parse_answer, run_payload
 
 if TYPE_CHECKING:
     from generator.fleet import Fleet
     from generator.render.renderer import RenderedCell
 
 STEP = "probe"
+GPU_STEP = "gpu-probe"  # a probe given GPUs keeps its own record: promote needs both where CUDA is in the image
 PAYLOAD = Path(__file__).parent / "payload" / "probe.py"
 PROBE_DIR = "/air-fleet-probe"  # where the payload and its expect.json are copied in each container
 DEFAULT_TIMEOUT_S = 300  # importing torch and every extension: seconds on a healthy image
@@ -109,7 +112,10 @@ class ProbeResult:
     checks: list[Check]
     facts: dict[str, Any]
     gpus: bool
-    image_id: str | None = None
+    image_id: str | None = None  # the config digest of the image tested
+    manifest_digest: str | None = None  # the staging manifest tested (None: a local image not yet pushed)
+    tested_ref: str | None = None  # what ran: the local tag, or <staging>@<manifest digest> when pulled
+    pulled: bool = False
     error: str | None = None
     seconds: float = 0.0
     probe_sha256: str = field(default_factory=payload_sha256)
@@ -128,27 +134,27 @@ def probe_image(
     *,
     gpus: bool,
     timeout: float = DEFAULT_TIMEOUT_S,
+    source: CredentialSource | None = None,
+    say: Callable[[str], object] = lambda _: None,
 ) -> ProbeResult:
-    """Probe one image (pulled from the registry when it is not local) and judge it; never raises ProbeError."""
+    """Probe one candidate (the local image, else pulled from staging by digest) and judge it; never raises
+    ProbeError."""
     started = time.monotonic()
     result = ProbeResult(cell.index, cell.slug, ref, digest, FAIL, [], {}, gpus)
     try:
-        image = _image(client, ref)
-        result.image_id = image.id
-        labels = image.labels or {}
+        tested = acquire(client, ref, CredentialSource() if source is None else source, say=say)
+        result.image_id, result.manifest_digest = tested.image_id, tested.manifest_digest
+        result.tested_ref, result.pulled = tested.ref, tested.pulled
+        labels = tested.image.labels or {}
         expected = expectations_for(cell, facts, gpus=gpus, stand_in=labels.get(STAND_IN_LABEL) == "true")
-        result.facts = run_probe(client, ref, cell, gpus=gpus, timeout=timeout)
+        result.facts = run_probe(client, tested.ref, cell, gpus=gpus, timeout=timeout)
         result.checks = [_image_check(labels, digest), *judge(cell, result.facts, expected)]
-    except (ProbeError, docker.errors.APIError) as exc:  # the engine refused something: this cell FAILs
-        result.error = str(exc) if isinstance(exc, ProbeError) else f"{ref}: {one_line(exc)}"
+    except (ProbeError, NoCandidate, docker.errors.APIError) as exc:  # the engine refused something: FAIL
+        result.error = str(exc) if isinstance(exc, ProbeError | NoCandidate) else f"{ref}: {one_line(exc)}"
         result.checks = [Check("probe", "Probe", FAIL, result.error)]
     result.status = worst([c.status for c in result.checks])
     result.seconds = round(time.monotonic() - started, 2)
     return result
-
-
-def _image(client: DockerClient, ref: str) -> Any:
-    return local_or_pulled(client, ref, ProbeError)
 
 
 def _image_check(labels: Mapping[str, str], digest: str) -> Check:
@@ -180,13 +186,23 @@ def probe_cells(
         client = connect()
     use_gpus = detect_gpus(client) if gpus is None else gpus
     results_dir = paths.results_dir() if results_dir is None else results_dir
+    source = CredentialSource()
+    step = GPU_STEP if use_gpus else STEP
     out = []
     for rendered in selected:
         say(f"probe {rendered.cell.slug}: {rendered.ref}{' (GPUs)' if use_gpus else ''}")
         result = probe_image(
-            client, rendered.cell, rendered.ref, rendered.digest, fleet.facts, gpus=use_gpus, timeout=timeout
+            client,
+            rendered.cell,
+            rendered.ref,
+            rendered.digest,
+            fleet.facts,
+            gpus=use_gpus,
+            timeout=timeout,
+            source=source,
+            say=say,
         )
-        write_record(record_path(results_dir, fleet.profile.records, STEP, rendered.cell.slug), result.record())
+        write_record(record_path(results_dir, fleet.profile.records, step, rendered.cell.slug), result.record())
         out.append(result)
     return out
 
@@ -196,8 +212,9 @@ def report(results: Sequence[ProbeResult]) -> str:
     blocks = []
     for r in results:
         gpus = "GPUs given" if r.gpus else "no GPU here: GPU facts not measured"
+        tested = r.manifest_digest or (f"image {r.image_id}, not pushed yet" if r.image_id else "nothing")
         lines = [
-            f"{r.index} {r.slug}: {r.status} ({r.ref}; {gpus})",
+            f"{r.index} {r.slug}: {r.status} ({r.ref}; tested {tested}; {gpus})",
             "",
             "| Check | Status | Details |",
             "|---|---|---|",

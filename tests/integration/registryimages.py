@@ -34,3 +34,12 @@ def tiny_image(registry: Registry, repo: str, payload: bytes, created: str | Non
     }
     body = json.dumps(document).encode()
     return body, "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def empty(registry: Registry, *repos: str) -> None:
+    """Delete every manifest of these repositories (a test's own): what a test leaves in the shared registry."""
+    for repo in repos:
+        for tag in registry.tags(repo):
+            digest = registry.manifest_digest(repo, tag)
+            if digest is not None:
+                registry.delete_manifest(repo, digest)

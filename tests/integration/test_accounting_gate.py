@@ -16,6 +16,7 @@ from generator.release.accounting import accounting_gate
 from generator.release.credentials import CredentialSource
 from generator.release.distribution import Registry
 from generator.release.oci import split_ref
+from generator.release.promote import PromoteCell
 from generator.results import read_record, record_path, write_record
 from generator.sandbox import services
 from generator.spec.profiles import load_profile
@@ -39,11 +40,11 @@ def test_promote_would_refuse_an_advisory_then_pass_it_allowed_and_record_the_si
     slug = rendered.cell.slug
     write_record(record_path(tmp_path, "p", "audit", slug), {"digest": rendered.digest, "findings": [finding.record()]})
     try:
-        ok, why = accounting_gate(tmp_path, "p", rendered, fleet.matrix, registry, TODAY)
+        ok, why = accounting_gate(tmp_path, "p", PromoteCell.of(rendered), fleet.matrix, registry, TODAY)
         assert not ok and GHSA in why and "the first blessed size" in why
         allow = Allowance("CVE-2024-23342", TODAY, "test", rendered.cell.origin)
         matrix = replace(fleet.matrix, vulnerabilities=replace(fleet.matrix.vulnerabilities, allow=(allow,)))
-        ok, why = accounting_gate(tmp_path, "p", rendered, matrix, registry, TODAY)
+        ok, why = accounting_gate(tmp_path, "p", PromoteCell.of(rendered), matrix, registry, TODAY)
         assert ok, why
         record = read_record(record_path(tmp_path, "p", "size", slug))
         assert record is not None and record["candidate"]["digest"] == digest and record["blessed"] is None

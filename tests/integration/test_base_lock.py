@@ -99,10 +99,12 @@ def test_a_republished_base_moves_exactly_its_cells(setup: Setup) -> None:
     for r in rendered.values():  # FROM name:tag@sha256:<the locked digest>
         digest = locked[r.cell.base_image].digest
         assert f"FROM {r.cell.base_image}@{digest}\n" in r.files["Dockerfile"].decode()
-    # Both cells' images are in the registry (any bytes will do: `plan` asks for the tag only).
+    # Both cells' images are candidates and released (any bytes will do: `plan` asks the release
+    # repository for the tag only, `build` the staging one).
     for r in rendered.values():
-        setup.client.images.get(f"{BASE}:dcs-base-aws-runtime").tag(r.ref)
-        push(setup.client, r.ref)
+        for ref in (r.ref, r.release_ref):
+            setup.client.images.get(f"{BASE}:dcs-base-aws-runtime").tag(ref)
+            push(setup.client, ref)
     assert plan(list(rendered.values()), http_exists())["include"] == []
     nothing = run_lock(fleet, say=lambda _: None, refresh=True, dry_run=True)
     assert (nothing.moved, nothing.changed_cells, nothing.failures) == ([], [], [])

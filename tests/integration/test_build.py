@@ -36,26 +36,10 @@ from generator.sandbox import services
 from generator.sandbox.bases import ensure_bases, stand_ins
 from generator.spec.profiles import load_profile
 from tests.conftest import ROOT
+from tests.integration.sandboxfleet import cli, sandbox_matrix
 
 REPOSITORY = f"air-fleet/test-{uuid.uuid4().hex[:8]}"
-MATRIX = f"""\
-schema: 1
-python: "3.11"
-registry: {{host: 127.0.0.1:5000, repository: {REPOSITORY}}}
-clouds: [aws]
-variants: [runtime]
-accelerators: [GPU_1xA10]
-extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]
-torch:
-  - {{version: 2.13.0, torchvision: none, torchaudio: none}}
-stacks:
-  plain: []
-  einops: [einops]
-  broken: [six]
-extensions:
-  einops: {{kind: pip, version: 0.8.2}}
-  six: {{kind: pip, version: 1.17.0}}
-"""
+MATRIX = sandbox_matrix(REPOSITORY, "runtime", {"plain": "", "einops": "einops==0.8.2", "broken": "six==1.17.0"})
 PLAIN, EINOPS, BROKEN = (
     "aws-runtime-torch2.13",
     "aws-runtime-torch2.13-einops0.8.2",
@@ -127,18 +111,6 @@ def build(root: Path, *cells: str, jobs: int = 2) -> dict[str, BuildResult]:
     everything = fleet.render()
     selected = [r for r in everything if not cells or r.cell.slug in cells]
     return {r.slug: r for r in run_build(fleet, selected, everything, jobs=jobs, wait=True, quiet=True)}
-
-
-def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator", "--profile", "sandbox", "--matrix", str(root / "matrix.yaml"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )
 
 
 def test_cold_build_with_a_broken_cell_among_good_ones(project: Path) -> None:

@@ -93,7 +93,7 @@ def _extension(name: str, abi: int) -> Extension:
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     """The one good cell, locked and built by the project's own pipeline; results go to a temp dir. The
     wrong-ABI image made from it is removed first afterwards (an image with a child cannot be removed)."""
-    with built_cell(tmp_path_factory.mktemp("probe-fleet"), REPOSITORY, "devel", also_remove=(BAD_REF,)) as cell:
+    with built_cell(tmp_path_factory, "probe-fleet", REPOSITORY, "devel", also_remove=(BAD_REF,)) as cell:
         yield cell
 
 

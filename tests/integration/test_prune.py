@@ -17,7 +17,7 @@ from generator.release.distribution import Registry
 from generator.sandbox import services
 from generator.sbom.attach import attach_sbom, fallback_tag
 from tests.conftest import run_cli
-from tests.integration.registryimages import MANIFEST, tiny_image
+from tests.integration.registryimages import MANIFEST, empty, tiny_image
 
 HOST = "127.0.0.1:5000"
 RUN = uuid.uuid4().hex[:8]
@@ -104,8 +104,4 @@ def test_the_dry_run_lists_exactly_the_expired_and_yes_deletes_exactly_those(see
         assert registry.manifest_digest(RELEASE, SLUG) == digests["m0"]
         assert _prune(root)["delete"] == []  # a second run finds nothing more
     finally:
-        for repo in (RELEASE, STAGING):
-            for tag in registry.tags(repo):
-                digest = registry.manifest_digest(repo, tag)
-                if digest is not None:
-                    registry.delete_manifest(repo, digest)
+        empty(registry, RELEASE, STAGING)

@@ -26,7 +26,7 @@ HOST = "127.0.0.1:5000"
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    with built_cell(tmp_path_factory.mktemp("sbom-fleet"), REPOSITORY) as cell:
+    with built_cell(tmp_path_factory, "sbom-fleet", REPOSITORY, "runtime") as cell:
         yield cell
 
 

@@ -15,7 +15,7 @@ from generator.model import SizeAcceptance, SizePolicy
 from generator.release.credentials import CredentialSource
 from generator.release.distribution import Registry
 from generator.release.oci import split_ref
-from generator.release.size import check_size, manifest_size
+from generator.release.size import check_rendered, manifest_size
 from tests.integration.sandboxcell import Built, built_cell
 
 REPOSITORY = f"sbom-test/size-{uuid.uuid4().hex[:8]}"
@@ -24,7 +24,7 @@ PLANTED = 100_000_000
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
-    with built_cell(tmp_path_factory.mktemp("size-fleet"), REPOSITORY) as cell:
+    with built_cell(tmp_path_factory, "size-fleet", REPOSITORY, "runtime") as cell:
         yield cell
 
 
@@ -57,7 +57,7 @@ def test_a_planted_100_mb_trips_the_gate_and_an_acceptance_lets_it_through(built
         blessed = manifest_size(registry, release, slug)
         assert blessed is not None and blessed.bytes > 0
 
-        result = check_size(registry, built.rendered, SizePolicy())
+        result = check_rendered(registry, built.rendered, SizePolicy())
         assert not result.ok and "more than the 10 % allowed" in result.why
         assert result.candidate is not None and result.candidate["bytes"] - blessed.bytes > PLANTED * 0.99
         assert result.blessed == {"digest": blessed.digest, "bytes": blessed.bytes}
@@ -65,7 +65,7 @@ def test_a_planted_100_mb_trips_the_gate_and_an_acceptance_lets_it_through(built
 
         ceiling = result.candidate["bytes"] + 1_000_000
         accept = SizeAcceptance(slug, ceiling, "planted on purpose by the test", built.rendered.cell.origin)
-        accepted = check_size(registry, built.rendered, replace(SizePolicy(), accept=(accept,)))
+        accepted = check_rendered(registry, built.rendered, replace(SizePolicy(), accept=(accept,)))
         assert accepted.ok and "planted on purpose" in accepted.why
     finally:
         for repo, reference in ((release, slug), (staging, tag)):

@@ -29,13 +29,21 @@ class RegisterError(FleetError):
 
 
 def check_ref(ref: str) -> str:
-    """`host/repository:tag`, each part in its grammar: a ref can never read as a flag or carry a shell word."""
+    """`host/repository:tag` or `host/repository@sha256:<64 hex>`, each part in its grammar: a ref can never
+    read as a flag or carry a shell word."""
     host, slash, rest = ref.partition("/")
-    repository, colon, tag = rest.rpartition(":")
-    if not (slash and colon and REGISTRY_HOST.fullmatch(host) and REPOSITORY.fullmatch(repository)):
-        raise ValueError(f"not an image reference host/repository:tag: {ref!r}")
-    if not TAG.fullmatch(tag):
-        raise ValueError(f"not a valid tag in {ref!r}: {tag!r}")
+    repository, at, digest = rest.partition("@")
+    if at:
+        if not DIGEST.fullmatch(digest):
+            raise ValueError(f"not a sha256 digest in {ref!r}: {digest!r}")
+    else:
+        repository, colon, tag = rest.rpartition(":")
+        if not colon:
+            raise ValueError(f"not an image reference host/repository:tag or @digest: {ref!r}")
+        if not TAG.fullmatch(tag):
+            raise ValueError(f"not a valid tag in {ref!r}: {tag!r}")
+    if not (slash and REGISTRY_HOST.fullmatch(host) and REPOSITORY.fullmatch(repository)):
+        raise ValueError(f"not an image reference host/repository:tag or @digest: {ref!r}")
     return ref
 
 

@@ -1,7 +1,8 @@
-"""`register`: the pushed images of a fleet, handed to the registration adapters.
+"""`register`: the promoted images of a fleet, handed to the registration adapters.
 
-A cell is registered only from its push record (same content digest, status pushed): the platform needs
-the registry's manifest digest of the immutable tag, which only the push knows.
+A cell is registered only from its promote record (same content digest, status promoted), and by its
+release reference BY DIGEST (`<release repository>@sha256:...`): the manifest that was probed,
+benchmarked and promoted, which no later push or alias move can change under the workspace.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from generator.progress import to_stderr
 from generator.release.registration import FAILED, Ledger, Outcome, Target, pick_adapter, register
 from generator.render.renderer import RenderedCell
 from generator.results import read_record, record_path, write_record
-from generator.status import Pushed
+from generator.status import Promoted
 
 STEP = "register"
 
 
 def target_for(rendered: RenderedCell, profile: str, results: Path) -> Target | str:
     """The cell's registration target, or why there is none."""
-    record = read_record(record_path(results, profile, "push", rendered.cell.slug))
+    record = read_record(record_path(results, profile, "promote", rendered.cell.slug))
     if record is None:
-        return "not pushed (no push record)"
+        return "not promoted (no promote record)"
     if record.get("digest") != rendered.digest:
-        return "not pushed at this content digest (the push record is for another build)"
-    if record.get("status") != Pushed.PUSHED or not record.get("repo_digest"):
-        return f"not pushed ({record.get('status')}: {record.get('reason') or 'no repo digest'})"
-    return Target(ref=rendered.ref, manifest_digest=str(record["repo_digest"]), slug=rendered.cell.slug)
+        return "not promoted at this content digest (the promote record is for another build)"
+    digest = record.get("manifest_digest")
+    if record.get("status") != Promoted.PROMOTED or not digest:
+        return f"not promoted ({record.get('status')}: {record.get('reason') or 'no manifest digest'})"
+    return Target(ref=f"{rendered.cell.image}@{digest}", manifest_digest=str(digest), slug=rendered.cell.slug)
 
 
 def run_register(
@@ -49,7 +51,7 @@ def run_register(
         if isinstance(found, Target):
             targets.append(found)
         else:
-            outcomes.append(Outcome(rendered.cell.slug, rendered.ref, FAILED, found, 0, 0.0, "-"))
+            outcomes.append(Outcome(rendered.cell.slug, rendered.release_ref, FAILED, found, 0, 0.0, "-"))
     if targets:
         adapter = pick_adapter(cli, workspace, scope=scope, key=key, timeout_minutes=timeout_minutes)
         outcomes += register(targets, adapter, Ledger.for_profile(workspace), progress=to_stderr, force=force)
