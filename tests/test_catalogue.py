@@ -235,7 +235,7 @@ def test_the_trust_chain_is_intact_only_when_every_step_saw_the_released_manifes
     chain = _row(tmp_path, cell)["chain"]
     assert [link["step"] for link in chain["links"]] == ["staging", "probe", "release", "registered"]
     assert {link["digest"] for link in chain["links"]} == {REPO_DIGEST}
-    assert chain == {**chain, "intact": True, "broken": None}
+    assert chain == {**chain, "intact": True, "broken": None, "missing": []}
 
     # A GPU probe of another manifest (a sibling build) breaks the chain, and says where.
     other = "sha256:" + "cd" * 32
@@ -249,3 +249,14 @@ def test_the_trust_chain_is_intact_only_when_every_step_saw_the_released_manifes
     )
     chain = _row(tmp_path, cell)["chain"]
     assert chain["intact"] is False and chain["broken"] == "GPU probe"
+
+    # Not registered yet: not broken, incomplete.
+    canned.ledger(tmp_path, {})
+    canned.write(
+        tmp_path,
+        "gpu-probe",
+        cell.cell.slug,
+        {**canned.read(tmp_path, "gpu-probe", cell.cell.slug), "manifest_digest": REPO_DIGEST},
+    )
+    chain = _row(tmp_path, cell)["chain"]
+    assert (chain["intact"], chain["broken"], chain["missing"]) == (False, None, ["registered"])

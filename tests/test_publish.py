@@ -172,7 +172,10 @@ def test_cli_publish_writes_the_page_and_says_where(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0] == "2 cells: 1 probed OK (0 on a GPU), 0 benchmarked, 0 pushed, 0 registered"
+    assert (
+        done.stdout.splitlines()[0]
+        == "2 cells: 1 probed OK (0 on a GPU), 0 benchmarked, 0 pushed to staging, 0 promoted, 0 registered"
+    )
     assert done.stdout.splitlines()[-1] == f"the page: {(out / HTML).resolve().as_uri()}"
     data = json.loads((out / JSON_FILE).read_text())
     assert [c["index"] for c in data["cells"]] == [1, 2] and data["profile"] == "default"

@@ -48,7 +48,7 @@ def cmd_publish(fleet: Fleet, args: argparse.Namespace) -> int:
     n = data["counts"]
     print(
         f"{n['cells']} cells: {n['probed_ok']} probed OK ({n['probed_on_gpu']} on a GPU), {n['benchmarked']} "
-        f"benchmarked, {n['pushed']} pushed, {n['registered']} registered"
+        f"benchmarked, {n['pushed']} pushed to staging, {n['promoted']} promoted, {n['registered']} registered"
     )
     for path in written:
         print(f"wrote {path}")

@@ -212,7 +212,8 @@ def chain(
 ) -> dict[str, Any]:
     """The trust chain of one cell: the manifest digest each step saw. `intact` only when the release's
     digest is the one pushed to staging, every probe (and the benchmark, when it ran) tested it, and a
-    registration names it; `broken` names the first link that disagrees."""
+    registration names it; `broken` names the first link that names another digest, `missing` the links
+    that name none yet (not released, not registered, a probe of a local image never pushed)."""
     released = promotion.get("manifest_digest")
     links = [
         ("staging", (push or {}).get("repo_digest")),
@@ -222,8 +223,10 @@ def chain(
         ("registered", registered_ref.rpartition("@")[2] if registered_ref and "@" in registered_ref else None),
     ]
     shown = [{"step": step, "digest": digest} for step, digest in links]
-    broken = next((step for step, digest in links if not released or digest != released), None)
-    return {"links": shown, "intact": broken is None, "broken": broken}
+    anchor = released or links[0][1]  # before a promotion, the links are held to the staging digest
+    broken = next((step for step, digest in links if digest and anchor and digest != anchor), None)
+    missing = [step for step, digest in links if not digest]
+    return {"links": shown, "intact": broken is None and not missing, "broken": broken, "missing": missing}
 
 
 def _tested(record: dict[str, Any] | None, push: dict[str, Any] | None) -> str | None:

@@ -156,6 +156,7 @@ def _environment() -> jinja2.Environment:
         pct=pct,
         figure=figure,
         short=short,
+        chain_state=chain_state,
         version=version,
         day=day,
         stamp=stamp,
@@ -247,9 +248,16 @@ def _promoted(promotion: dict[str, Any]) -> str:
     return f"`{promotion['release_ref']}` as {', '.join(f'`{t}`' for t in promotion['tags'])}"
 
 
+def chain_state(chain: dict[str, Any]) -> str:
+    """`broken at <step>` (a link names another digest), else `incomplete: no <steps>`."""
+    if chain["broken"]:
+        return f"broken at {chain['broken']}"
+    return "incomplete: no " + ", ".join(chain["missing"])
+
+
 def _chain(chain: dict[str, Any]) -> str:
     """`intact:` or `broken at <step>:`, then each step's manifest digest (12 hex), in order."""
-    head = "intact" if chain["intact"] else (f"broken at {chain['broken']}" if chain["broken"] else "incomplete")
+    head = "intact" if chain["intact"] else chain_state(chain)
     links = " → ".join(
         f"{link['step']} `{short(link['digest']) if link['digest'] else 'none'}`" for link in chain["links"]
     )
