@@ -41,7 +41,7 @@ class Fleet:
         lock = read_lock_of(profile.lock, profile.bases_lock)
         return cls(
             matrix=matrix,
-            cells=[apply_lock(c, lock) for c in raw],
+            cells=[apply_lock(c, lock, facts) for c in raw],
             facts=facts,
             profile=profile,
             unlocked_cells=raw,

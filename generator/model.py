@@ -178,6 +178,9 @@ class Artifact:
     version: str
     sha256: str | None = None
     size: int | None = None  # bytes, known once locked
+    # A wheel the fleet compiled itself (generator/compile/): its bytes are known only after the compile, so
+    # it is recorded in the lock's `compiled` section and found in the wheelhouse, never downloaded by URL.
+    compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,25 @@ class Extension:
     # (xformers 0.0.31.post1: 12.8 beside torch 2.7.1's 12.6): the host driver must serve it too.
     cuda: str | None = None
     cuda_note: str = ""  # how `cuda` is known, for the check table
+    # Source builds (build == "source") compile once into a wheel in a builder stage (generator/compile/):
+    # the GPU architectures it carries kernels for (compute capabilities of the cell's accelerators), the
+    # key of that compile once every input is locked, and the compiled wheel once the lock records it.
+    archs: tuple[str, ...] = ()
+    self_test: str | None = None  # `module:function` the probe calls to run the compiled operator
+    compile_key: str | None = None
+    wheel: Artifact | None = None
+
+    @property
+    def compiles(self) -> bool:
+        return self.build == "source"
+
+    @property
+    def shipped(self) -> tuple[Artifact, ...]:
+        """What a cell's build COPYs for this extension: the compiled wheel (once recorded) for a source
+        build, whose source archive only the builder stage reads; the fetched files otherwise."""
+        if self.compiles:
+            return (self.wheel,) if self.wheel is not None else ()
+        return self.artifacts
 
 
 @dataclass(frozen=True)
@@ -274,7 +296,7 @@ class Cell:
     def artifacts(self) -> tuple[Artifact, ...]:
         """Every file the build COPYs from wheels/: system files, the torch wheel, then extensions'."""
         torch = (self.torch_wheel,) if self.torch_wheel else ()
-        return (*self.system_artifacts, *torch, *(a for e in self.extensions for a in e.artifacts))
+        return (*self.system_artifacts, *torch, *(a for e in self.extensions for a in e.shipped))
 
     @property
     def image(self) -> str:

@@ -42,9 +42,9 @@ def test_the_spec_names_torch_its_companions_and_what_pip_installs() -> None:
     # flash-attn's release wheel is a fetched file (the lock's `files`), not part of the resolved environment.
     flash = cell_of(fleet, "aws-runtime-torch2.6-flash-attn2.7.4.post1").closure_spec
     assert flash is not None and not any("flash" in r for r in flash.requirements)
-    # apex builds from source: its build tools are in the environment, torch from the cu129 index.
+    # apex compiles in a builder stage: its build tools stay there, never in the environment; torch from cu129.
     apex = cell_of(fleet, "aws-devel-torch2.8-cu129-apex").closure_spec
-    assert apex is not None and "setuptools==84.2.1" in apex.requirements and "ninja==1.13.2" in apex.requirements
+    assert apex is not None and not any(r.startswith(("setuptools", "ninja")) for r in apex.requirements)
     assert apex.index_url == "https://download.pytorch.org/whl/cu129"
     assert apex.key.endswith("cp312 manylinux_2_28_x86_64 --index-url https://download.pytorch.org/whl/cu129")
     # Cells with the same inputs share one environment in the lock.

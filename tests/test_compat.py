@@ -463,13 +463,13 @@ def test_python_must_be_the_base_python(
 @pytest.mark.parametrize(
     ("variant", "row", "stack", "extra", "status", "words"),
     [
-        pytest.param(
+        pytest.param(  # compiled in a builder stage on the devel base: runtime cells get apex too
             "runtime",
-            "{version: 2.6.0}",
+            "{version: 2.8.0, index: cu129}",
             "apex",
             apex_pin(),
-            FAIL,
-            ("apex builds from source with nvcc: runtime has none, use devel",),
+            OK,
+            (f"apex {APEX_COMMIT}: compiled once in a builder stage on databricksruntime/air:dcs-base-aws-devel",),
             id="apex-on-runtime",
         ),
         pytest.param(
@@ -487,7 +487,7 @@ def test_python_must_be_the_base_python(
             "apex",
             apex_pin(),
             OK,
-            (f"apex {APEX_COMMIT}: source build (nvcc)",),
+            (f"apex {APEX_COMMIT}: compiled once in a builder stage", "kernels for 8.6", "not locked yet (`lock`)"),
             id="apex-on-devel",
         ),
         pytest.param(
@@ -495,8 +495,8 @@ def test_python_must_be_the_base_python(
             "{version: 2.6.0, flash-attn: {version: 2.7.4.post1, build: source}}",
             "flash-attn",
             "",
-            FAIL,
-            ("flash-attn builds from source with nvcc: runtime has none",),
+            OK,
+            ("flash-attn 2.7.4.post1: compiled once in a builder stage",),
             id="fa-source-on-runtime",
         ),
         pytest.param(
@@ -559,7 +559,7 @@ def test_python_must_be_the_base_python(
             "apex, xformers",
             apex_pin(),
             FAIL,
-            ("apex builds from source with nvcc: runtime has none", "; xformers 0.0.29.post3: prebuilt wheel"),
+            ("refuses nvcc 12.9 with torch built for CUDA 12.6", "; xformers 0.0.29.post3: prebuilt wheel"),
             id="worst-of-several",
         ),
         pytest.param("runtime", "{version: 2.6.0}", None, "", NA, ("no extensions",), id="no-extensions"),
@@ -694,8 +694,9 @@ def test_default_matrix_covers_the_fleet(default_fleet: Fleet) -> None:
     assert {"2.6.0", "2.7.1"} <= {c.torch for c in cells}
     names = {e.name for c in cells for e in c.extensions}
     assert {"flash-attn", "xformers", "apex"} <= names
+    # apex compiles once in a builder stage and ships as a wheel: runtime cells have it too.
     apex_variants = {c.variant for c in cells if any(e.name == "apex" for e in c.extensions)}
-    assert apex_variants == {"devel"}
+    assert apex_variants == {"runtime", "devel"}
     assert [c.index for c in cells] == list(range(1, len(cells) + 1))
     assert len({c.slug for c in cells}) == len(cells)
 
@@ -729,9 +730,10 @@ def test_apex_builds_against_the_torch_whose_cuda_is_nvccs(load_fleet: LoadFleet
 def test_the_default_matrix_has_apex_cells_and_every_one_would_build() -> None:
     fleet = Fleet.load(DEFAULT_MATRIX)
     apex = [c for c in fleet.cells if any(e.name == "apex" for e in c.extensions)]
-    assert len(apex) >= 3  # both clouds' devel base, and the from-scratch devel image
+    assert len(apex) >= 5  # both clouds' runtime and devel bases, and the from-scratch devel image
+    assert {c.variant for c in apex} == {"runtime", "devel"}  # compiled once in a builder, shipped as a wheel
     for cell in apex:
-        assert cell.variant == "devel" and cell.torch_cuda is not None and cell.cuda is not None
+        assert cell.torch_cuda is not None and cell.cuda is not None
         assert cell.torch_cuda == ".".join(cell.cuda.split(".")[:2]), cell.slug  # nvcc's major.minor
         assert worst([c.status for c in fleet.checks(cell)]) == OK, cell.slug
 

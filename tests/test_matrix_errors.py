@@ -737,11 +737,11 @@ FAILING = [
         ("FAILs its checks", "pins torch==2.7.1"),
     ),
     Bad(
-        "apex-without-nvcc",
+        "apex-against-another-cuda",
         add(APEX),
         "  apex: {version",
         "extensions.apex",
-        ("FAILs its checks", "nvcc", "use devel"),
+        ("FAILs its checks", "refuses nvcc 12.9", "pick a torch release that has one"),
     ),
     Bad(
         "python-the-base-lacks",

@@ -8,6 +8,7 @@ from pathlib import Path
 from generator import paths
 from generator.build.builder import Builder, BuildResult
 from generator.build.runlock import fleet_lock
+from generator.deps.cache import cache_path, cache_root, verified
 from generator.deps.cells import unlocked, unlocked_files
 from generator.deps.pins import Locked
 from generator.deps.wheelhouse import fetch, stage
@@ -55,9 +56,21 @@ def stage_cell(rendered: RenderedCell, directory: Path) -> list[Path]:
         raise NotLocked(f"{cell.slug}: not locked: {', '.join(missing)}; run `python -m generator lock`")
     files = []
     for a in artifacts(cell):
-        assert a.url is not None and a.sha256 is not None and a.size is not None  # unlocked_files() said so
+        assert a.sha256 is not None and a.size is not None  # unlocked_files() said so
+        if a.compiled:  # no URL: the compile step put it in the wheelhouse (compiled, reused or pulled)
+            files.append(compiled_wheel(a.filename, a.sha256, a.size))
+            continue
+        assert a.url is not None
         files.append(fetch(Locked(a.filename, a.url, a.sha256, a.size)))
     return stage(files, directory / "wheels")
+
+
+def compiled_wheel(filename: str, sha256: str, size: int) -> Path:
+    """A compiled wheel from the wheelhouse, verified; `build` compiles or pulls it before staging."""
+    path = cache_path(cache_root(None), sha256, filename)
+    if not verified(path, sha256, size):
+        raise NotLocked(f"{filename}: the compiled wheel is not in the wheelhouse; `build` compiles or pulls it first")
+    return path
 
 
 # -- generate (as a step of build) -----------------------------------------------------------------------

@@ -11,9 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import partial
 
+from generator.compile.key import compile_key
 from generator.deps.lockfile import Lock
 from generator.deps.pins import Locked, Request, WheelhouseError, request_for
 from generator.model import Artifact, Cell
+from generator.spec.knowledge import Knowledge
 
 
 def torch_wheel_request(cell: Cell) -> Request:
@@ -40,9 +42,9 @@ def _filled(artifact: Artifact, request: Callable[[], Request], lock: Mapping[st
     return replace(artifact, filename=found.filename, url=found.url, sha256=found.sha256, size=found.size)
 
 
-def apply_lock(cell: Cell, whole: Lock) -> Cell:
+def apply_lock(cell: Cell, whole: Lock, facts: Knowledge | None = None) -> Cell:
     """The cell with every input the lock knows filled in (files: name, URL, sha256; the base image's
-    digest); others unchanged."""
+    digest; with `facts`, each source build's compile key and its recorded wheel); others unchanged."""
     lock = whole.files
     base = whole.bases.get(cell.base_image)
     torch_wheel = cell.torch_wheel
@@ -53,7 +55,7 @@ def apply_lock(cell: Cell, whole: Lock) -> Cell:
         for e in cell.extensions
     )
     system = tuple(_filled(a, partial(request_for, a, cell.python), lock) for a in cell.system_artifacts)
-    return replace(
+    filled = replace(
         cell,
         torch_wheel=torch_wheel,
         extensions=extensions,
@@ -62,11 +64,34 @@ def apply_lock(cell: Cell, whole: Lock) -> Cell:
         closure=whole.closures.get(cell.closure_spec.key) if cell.closure_spec else None,
         torch_closure=whole.closures.get(cell.torch_closure_spec.key) if cell.torch_closure_spec else None,
     )
+    return with_compiled(filled, whole, facts) if facts is not None else filled
+
+
+def with_compiled(cell: Cell, whole: Lock, facts: Knowledge) -> Cell:
+    """Each source build keyed (once its inputs are locked) and given the wheel the lock records for its key."""
+    extensions = []
+    for e in cell.extensions:
+        key = compile_key(cell, e, facts) if e.compiles else None
+        if key is not None:
+            found = whole.compiled.get(key.id)
+            wheel = (
+                Artifact(found.filename, None, e.name, e.version, found.sha256, found.size, compiled=True)
+                if found
+                else None
+            )
+            e = replace(e, compile_key=key.id, wheel=wheel)
+        extensions.append(e)
+    return replace(cell, extensions=tuple(extensions))
 
 
 def unlocked_files(cell: Cell) -> list[str]:
     """Files of the cell without a sha256 yet: what `fetch` cannot fetch."""
     return [a.filename or f"{a.project}=={a.version}" for a in cell.artifacts if a.sha256 is None or a.size is None]
+
+
+def uncompiled(cell: Cell) -> list[str]:
+    """Source builds of the cell without a recorded wheel: what `build` compiles (or pulls) first."""
+    return [f"the compiled {e.name} wheel" for e in cell.extensions if e.compiles and e.wheel is None]
 
 
 def unlocked(cell: Cell) -> list[str]:
@@ -76,4 +101,4 @@ def unlocked(cell: Cell) -> list[str]:
     closure = ["the Python environment (torch and its dependencies)"] if cell.closure is None else []
     if cell.torch_closure_spec is not None and cell.torch_closure is None:
         closure.append("torch's own environment (its shared layer)")
-    return base + closure + unlocked_files(cell)
+    return base + closure + unlocked_files(cell) + uncompiled(cell)

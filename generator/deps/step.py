@@ -50,7 +50,10 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
     bases = _bases(fleet, previous_bases, say, failures, refresh)
     closures = _closures(fleet, previous.closures, say, failures, refresh)
     new = Lock(
-        files=dict(sorted(files.items())), bases=dict(sorted(bases.items())), closures=dict(sorted(closures.items()))
+        files=dict(sorted(files.items())),
+        bases=dict(sorted(bases.items())),
+        closures=dict(sorted(closures.items())),
+        compiled=previous.compiled,  # recorded by the first compile (build), never by `lock`: kept as they are
     )
     moved = _moved_bases(fleet, previous_bases, bases) + _moved_closures(fleet, previous.closures, closures)
     changed = _changed_cells(fleet, new)
@@ -63,7 +66,8 @@ def run_lock(fleet: Fleet, say: Say = to_stderr, *, refresh: bool = False, dry_r
             written = write_lock(profile.lock, Lock(files=new.files, closures=new.closures))
             # One machine lock serves every matrix on the profile: keep the bases another matrix locked.
             machine = dict(sorted({**previous_bases, **new.bases}.items()))
-            written = write_lock(profile.bases_lock, Lock(bases=machine)) or written
+            machine_lock = Lock(bases=machine, compiled=new.compiled)
+            written = write_lock(profile.bases_lock, machine_lock) or written
     return LockOutcome(len(files) + len(bases) + len(closures), written, failures, moved, changed)
 
 
@@ -94,7 +98,13 @@ def _bases(
     fleet: Fleet, previous: dict[str, BaseLock], say: Say, failures: list[str], refresh: bool
 ) -> dict[str, BaseLock]:
     out: dict[str, BaseLock] = {}
-    for ref in sorted({c.base_image for c in fleet.unlocked_cells}):
+    # A source build compiles on the devel base of its cell's family: that base is an input too.
+    builders = {
+        fleet.facts.bases[c.base].image_for(c.cloud, "devel")
+        for c in fleet.unlocked_cells
+        if any(e.compiles for e in c.extensions)
+    }
+    for ref in sorted({c.base_image for c in fleet.unlocked_cells} | builders):
         if ref in previous and not refresh:
             out[ref] = previous[ref]
             continue
@@ -172,7 +182,7 @@ def _changed_cells(fleet: Fleet, new: Lock) -> list[str]:
     """Cells whose content digest the new lock moves (rendered both ways, nothing written). A cell that
     cannot render without the lock (its torch wheel not locked yet) has no digest before: it changes."""
     before = _digests(fleet, fleet.cells)
-    after = _digests(fleet, [apply_lock(c, new) for c in fleet.unlocked_cells])
+    after = _digests(fleet, [apply_lock(c, new, fleet.facts) for c in fleet.unlocked_cells])
     return [slug for slug, digest in after.items() if before.get(slug) != digest]
 
 

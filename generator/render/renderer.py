@@ -141,7 +141,7 @@ class Renderer:
         context_files = {
             ".dockerignore": DOCKERIGNORE,
             "requirements.txt": self._requirements(cell),
-            **({"requirements-torch.txt": self._torch_requirements(cell)} if self._two_layers(cell) else {}),
+            **({"requirements-torch.txt": self.torch_requirements(cell)} if self._two_layers(cell) else {}),
             "fleet/expect.json": _json({"_generated": HEADER, **expect_json(cell)}),
             "fleet/smoke.py": self.smoke,
         }
@@ -211,7 +211,7 @@ class Renderer:
         return cell.closure is not None and cell.torch_closure is not None
 
     @staticmethod
-    def _torch_requirements(cell: Cell) -> str:
+    def torch_requirements(cell: Cell) -> str:
         assert cell.torch_closure is not None
         return (
             "\n".join(
@@ -331,7 +331,13 @@ def expect_json(cell: Cell) -> dict[str, Any]:
         "torch_cuda": cell.torch_cuda,
         "cxx11_abi": cell.abi,
         "extensions": [
-            {"name": e.name, "version": e.version, "import": e.import_name, "native_modules": list(e.native_modules)}
+            {
+                "name": e.name,
+                "version": e.version,
+                "import": e.import_name,
+                "native_modules": list(e.native_modules),
+                **({"self_test": e.self_test} if e.self_test else {}),
+            }
             for e in cell.extensions
         ],
     }

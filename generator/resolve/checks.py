@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from generator.model import Cell
+from generator.model import Cell, Extension
 from generator.spec.knowledge import Knowledge, minor
 from generator.status import Verdict
 
@@ -281,27 +281,51 @@ def _builds(cell: Cell, facts: Knowledge) -> Check:
     title = "Extension builds"
     if not cell.extensions:
         return Check("builds", title, NA, "no extensions")
-    has_nvcc = facts.bases[cell.base].nvcc[cell.variant]
     parts, statuses = [], []
     for e in cell.extensions:
-        nvcc_problem = _nvcc_problem(cell, facts) if e.kind == "source" and has_nvcc else None
-        if e.problem:
-            statuses.append(FAIL)
-            parts.append(e.problem)
-        elif e.build == "source" and not has_nvcc:
-            statuses.append(FAIL)
-            parts.append(f"{e.name} builds from source with nvcc: {cell.variant} has none, use devel")
-        elif nvcc_problem:
-            statuses.append(FAIL)
-            parts.append(f"{e.name} {e.version}: {nvcc_problem}")
-        else:
-            statuses.append(OK)
-            how = {"wheel": "prebuilt wheel", "source": "source build (nvcc)", "pip": "pinned package"}[e.build]
-            built = ""
-            if e.cuda and e.cuda != cell.torch_cuda:
-                built = f", {e.cuda_note} while torch's is {cell.torch_cuda}: the host driver must serve {e.cuda}"
-            parts.append(f"{e.name} {e.version}: {how}{built}")
+        status, detail = _build_of(cell, e, facts)
+        statuses.append(status)
+        parts.append(detail)
     return Check("builds", title, worst(statuses), "; ".join(parts))
+
+
+def _build_of(cell: Cell, e: Extension, facts: Knowledge) -> tuple[Verdict, str]:
+    if e.problem:
+        return FAIL, e.problem
+    if e.compiles:
+        return _compiled_build(cell, e, facts)
+    how = {"wheel": "prebuilt wheel", "pip": "pinned package"}[e.build]
+    built = ""
+    if e.cuda and e.cuda != cell.torch_cuda:
+        built = f", {e.cuda_note} while torch's is {cell.torch_cuda}: the host driver must serve {e.cuda}"
+    return OK, f"{e.name} {e.version}: {how}{built}"
+
+
+def _compiled_build(cell: Cell, e: Extension, facts: Knowledge) -> tuple[Verdict, str]:
+    """A source build compiles once in a builder stage on the devel base of the cell's family (runtime cells
+    included); the check says whether that builder can, and which wheel the cell installs."""
+    recipe = facts.extensions[e.name].compile
+    builder = facts.bases[cell.base].image_for(cell.cloud, "devel")
+    if recipe.needs_cuda:
+        if not facts.bases[cell.base].nvcc["devel"]:
+            return FAIL, f"{e.name} compiles with nvcc: {builder} has none"
+        problem = _nvcc_problem(cell, facts) if e.kind == "source" else None
+        if problem:
+            return FAIL, f"{e.name} {e.version}: {problem}"
+    archs = f", kernels for {';'.join(e.archs)}" if recipe.needs_cuda and e.archs else ""
+    where = f"compiled once in a builder stage on {builder}{archs}"
+    if e.wheel is not None:
+        return (
+            OK,
+            f"{e.name} {e.version}: {where}; installs the wheel the lock records "
+            f"({e.wheel.filename}, sha256 {(e.wheel.sha256 or '')[:12]})",
+        )
+    if e.compile_key is not None:
+        return (
+            OK,
+            f"{e.name} {e.version}: {where}; not compiled yet: `build` compiles (or pulls) it, records its sha256",
+        )
+    return OK, f"{e.name} {e.version}: {where}; its inputs are not locked yet (`lock`)"
 
 
 CHECKS: tuple[Callable[[Cell, Knowledge], Check], ...] = (

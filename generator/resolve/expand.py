@@ -10,6 +10,8 @@ from dataclasses import replace
 from fnmatch import fnmatchcase
 from itertools import product
 
+from packaging.version import Version
+
 from generator.errors import MatrixError
 from generator.model import Artifact, Cell, ClosureSpec, Extension, Matrix, Origin, Selector, TorchRow
 from generator.resolve.checks import needs_efa_block
@@ -141,7 +143,11 @@ def build_cell(
             version, build = None, ("source" if kind == "source" else "wheel")
             ext_origin = row.origin
         extensions.append(resolve(ext_name, version, build, kind, tb, facts, ext_origin))
-    exts = tuple(extensions)
+    # A compiled wheel carries kernels for exactly the GPUs the cell is blessed for.
+    archs = tuple(sorted({facts.accelerators[a].compute_capability for a in accelerators}, key=Version))
+    exts = tuple(
+        replace(e, archs=archs) if e.compiles and facts.extensions[e.name].compile.needs_cuda else e for e in extensions
+    )
     cell = Cell(
         index=index,
         slug=slug_for(values["cloud"], values["variant"], values["base"], row.version, exts, row.index),
@@ -191,9 +197,9 @@ IMAGE_PLATFORM = "manylinux_2_28_x86_64"
 
 def closure_spec(cell: Cell, facts: Knowledge) -> ClosureSpec:
     """The top-level requirements of the cell's Python environment: torch and its companions, the pinned
-    packages, torch-pinned wheels (xformers), flash-attn's companions, and the build tools a source build
-    uses. Release wheels and source archives (flash-attn, apex) are fetched files, hashed in the lock's
-    `files`, not in here."""
+    packages, torch-pinned wheels (xformers) and flash-attn's companions. Release wheels and source archives
+    (flash-attn, apex) are fetched files, hashed in the lock's `files`, not in here; a source build's tools
+    stay in its builder stage (generator/compile/), never in the image."""
     reqs = [f"torch=={cell.torch}"]
     reqs += [f"{name}=={v}" for name, v in (("torchvision", cell.torchvision), ("torchaudio", cell.torchaudio))]
     reqs = [r for r in reqs if not r.endswith("==none")]
@@ -202,8 +208,6 @@ def closure_spec(cell: Cell, facts: Knowledge) -> ClosureSpec:
     # hashed like the rest, rather than being a fetched file of this machine's index.
     if any(e.kind == "release-wheel" and not e.problem for e in cell.extensions):
         reqs += [f"{name}=={v}" for name, v in sorted(facts.flash_attn_companions.items())]
-    if any(e.build == "source" for e in cell.extensions):
-        reqs += [f"{name}=={v}" for name, v in sorted(facts.build_tools.items())]
     index = None if cell.torch_from_pypi else facts.torch_index_url.format(index=cell.torch_index)
     return ClosureSpec(tuple(sorted(reqs)), cell.python, IMAGE_PLATFORM, index)
 

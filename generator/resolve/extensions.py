@@ -45,7 +45,7 @@ def resolve(
     if kind == "torch-pinned":
         return _xformers(name, version, torch, facts, origin)
     if kind == "source":
-        return _apex(name, version, torch, facts, origin)
+        return _source(name, version, torch, facts, origin)
     assert kind == "pip" and version is not None
     return Extension(
         name=name,
@@ -72,6 +72,7 @@ def _template(name: str, kind: str, build: str, facts: Knowledge, origin: Origin
         build=build,
         import_name=ext.import_name,
         native_modules=ext.native_modules,
+        self_test=ext.self_test,
         artifacts=(),
         abi=None,
         abi_note="unresolved",
@@ -197,20 +198,21 @@ def _xformers(name: str, version: str | None, torch: TorchBuild, facts: Knowledg
     )
 
 
-def _apex(name: str, version: str | None, torch: TorchBuild, facts: Knowledge, origin: Origin) -> Extension:
+def _source(name: str, version: str | None, torch: TorchBuild, facts: Knowledge, origin: Origin) -> Extension:
+    """A source build: apex's pinned commit archive, or a source tree of the project's own (the sandbox's
+    extension), compiled once per compile key into a wheel (generator/compile/)."""
     base = _template(name, "source", "source", facts, origin)
+    recipe = facts.extensions[name].compile
+    note = "source build via torch.utils.cpp_extension: takes torch's ABI flag"
+    if recipe.source_dir is not None:
+        # The tree is part of the project: its content hash, not a fetched file, names the source.
+        return replace(base, version=version or recipe.version or "0", abi=torch.abi, abi_note=note)
     if version is None:
-        return replace(base, problem="apex has no prebuilt wheels: pin a source commit (`apex: <40-hex commit>`)")
+        return replace(base, problem=f"{name} has no prebuilt wheels: pin a source commit (`{name}: <40-hex commit>`)")
     archive = Artifact(
-        filename=f"apex-{version}.tar.gz",
+        filename=f"{name}-{version}.tar.gz",
         url=facts.apex.archive_url.format(ref=version),
-        project="apex",
+        project=name,
         version=version,
     )
-    return replace(
-        base,
-        version=version,
-        artifacts=(archive,),
-        abi=torch.abi,
-        abi_note="source build via torch.utils.cpp_extension: takes torch's ABI flag",
-    )
+    return replace(base, version=version, artifacts=(archive,), abi=torch.abi, abi_note=note)

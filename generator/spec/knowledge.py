@@ -143,12 +143,39 @@ class BaseFacts:
 
 
 @dataclass(frozen=True)
+class CompileFacts:
+    """How a source build compiles in the builder stage (extensions.yaml `compile`)."""
+
+    build_options: tuple[str, ...] = ()  # PEP 517 build options that reach setup.py's argv
+    env: tuple[tuple[str, str], ...] = ()  # fixed variables of the build
+    arch_env: tuple[tuple[str, str], ...] = ()  # variable -> per-capability format, e.g. "{major}.{minor}"
+    source_dir: str | None = None  # a source tree inside the project (the sandbox's own extension)
+    version: str | None = None  # the version of that tree (a source archive is pinned by commit instead)
+    needs_cuda: bool = True
+
+    def arch_values(self, capabilities: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """Each architecture variable's value for these compute capabilities (`8.6;9.0`, `80;90`)."""
+        out = []
+        for name, fmt in self.arch_env:
+            values: list[str] = []
+            for cap in capabilities:
+                major, _, minor_ = cap.partition(".")
+                value = fmt.format(major=major, minor=minor_ or "0")
+                if value not in values:
+                    values.append(value)
+            out.append((name, ";".join(values)))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
 class ExtensionFacts:
     name: str
     kind: str
     import_name: str
     native_modules: tuple[str, ...]  # what the probe imports to prove the compiled part loads
     compiled: bool
+    compile: CompileFacts = CompileFacts()
+    self_test: str | None = None  # `module:function` the probe calls to run the compiled operator
 
 
 @dataclass(frozen=True)
@@ -181,6 +208,8 @@ class Knowledge:
     xformers_pins: dict[str, XformersPin]
     apex: ApexFacts
     extensions: dict[str, ExtensionFacts]
+    # apt packages a base lacks for compiling in the builder stage (the sandbox's stand-ins: Python's headers)
+    compile_packages: dict[str, tuple[str, ...]]
     build_tools: dict[str, str]
     build_max_jobs: int
     sources: dict[str, str]
@@ -202,6 +231,17 @@ class Knowledge:
 
     def index_cuda(self, index: str) -> str | None:
         return self.torch_indexes[index]
+
+
+def _compile_facts(c: Mapping[str, Any]) -> CompileFacts:
+    return CompileFacts(
+        build_options=tuple(str(o) for o in c.get("build_options", [])),
+        env=tuple(sorted((str(k), str(v)) for k, v in c.get("env", {}).items())),
+        arch_env=tuple(sorted((str(k), str(v)) for k, v in c.get("arch_env", {}).items())),
+        source_dir=None if c.get("source_dir") is None else str(c["source_dir"]),
+        version=None if c.get("version") is None else str(c["version"]),
+        needs_cuda=bool(c.get("needs_cuda", True)),
+    )
 
 
 def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +340,7 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
         },
         apex=ApexFacts(
             archive_url=str(apex["archive_url"]),
-            build_options=tuple(str(o) for o in apex["build_options"]),
+            build_options=tuple(str(o) for o in ext["extensions"]["apex"]["compile"]["build_options"]),
             nvcc_must_match_torch_cuda=str(apex["nvcc_must_match_torch_cuda"]),
         ),
         extensions={
@@ -310,8 +350,13 @@ def knowledge(overlay_json: str | None = None) -> Knowledge:
                 import_name=e["import"],
                 native_modules=tuple(str(m) for m in e.get("native_modules", [])),
                 compiled=bool(e["compiled"]),
+                compile=_compile_facts(e.get("compile", {})),
+                self_test=None if e.get("self_test") is None else str(e["self_test"]),
             )
             for name, e in ext["extensions"].items()
+        },
+        compile_packages={
+            name: tuple(str(p) for p in b.get("compile_packages", [])) for name, b in bases["bases"].items()
         },
         build_tools={str(k): str(v) for k, v in tools["packages"].items()},
         build_max_jobs=tools.int("max_jobs"),
