@@ -230,9 +230,16 @@ def _abi(cell: Cell, facts: Facts, expected: Expectations) -> Check:
             statuses.append(NA)
             parts.append(f"{e.name}: no module to load known")
             continue
+        test = got.get("self_test")
+        called: dict[str, Any] = test if isinstance(test, dict) else {}
+        if result == "ok" and e.self_test and called.get("result") != "ok":
+            statuses.append(FAIL)
+            parts.append(f"{e.name}: {module} loads, but {e.self_test}() fails: {called.get('result', 'not called')}")
+            continue
         if result == "ok":
             statuses.append(OK)
-            parts.append(f"{e.name}: {module} load" + ("" if len(e.native_modules) > 1 else "s"))
+            ran = f"; {e.self_test}() runs" if e.self_test else ""
+            parts.append(f"{e.name}: {module} load" + ("" if len(e.native_modules) > 1 else "s") + ran)
             continue
         statuses.append(FAIL)
         hint = " (built against another C++11 ABI than torch's)" if "undefined symbol" in str(result) else ""

@@ -229,13 +229,27 @@ def _import(module: str) -> str:
     return "ok"
 
 
+SELF_TEST = "call:"  # an --import argument that names a self test: call:module:function
+
+
+def _call(target: str) -> str:
+    """Call an extension's self test (`module:function`, no arguments): "ok" when it returns a true value."""
+    module, _, function = target.partition(":")
+    try:
+        answer = getattr(importlib.import_module(module), function)()
+    except BaseException as exc:  # a compiled operator that crashes in Python's reach, or a missing function
+        return _error(exc)
+    return "ok" if answer else f"returned {answer!r}"
+
+
 def _imports_here(modules: list[str]) -> None:
     """The child's side: torch first (native modules need libtorch loaded, as in a real job), then each
     module in order, one JSON line each, flushed, so the parent knows which one a crash happened in."""
     with contextlib.suppress(Exception):  # a torch that does not import is the torch section's finding
         import torch  # noqa: F401
     for module in modules:
-        print(json.dumps({"module": module, "result": _import(module)}), flush=True)
+        result = _call(module[len(SELF_TEST) :]) if module.startswith(SELF_TEST) else _import(module)
+        print(json.dumps({"module": module, "result": result}), flush=True)
 
 
 def extension_facts(extensions: list[Json]) -> Json:
@@ -248,7 +262,9 @@ def extension_facts(extensions: list[Json]) -> Json:
         natives = [m for m in ext.get("native_modules") or [] if isinstance(m, str) and m]
         entry: Json = {"import": "n/a", "native": "n/a", "native_modules": {m: "n/a" for m in natives}}
         entry["version"] = _version(name)
-        wanted = [m for m in (ext.get("import"), *natives) if isinstance(m, str) and m]
+        test = ext.get("self_test") if isinstance(ext.get("self_test"), str) else None
+        calls = [SELF_TEST + test] if test else []
+        wanted = [m for m in (ext.get("import"), *natives) if isinstance(m, str) and m] + calls
         if wanted:
             try:
                 lines, missing = _child(["--import", *wanted]), "the child said nothing about it"
@@ -259,6 +275,8 @@ def extension_facts(extensions: list[Json]) -> Json:
                 entry["import"] = results.get(ext["import"], missing)
             for module in natives:
                 entry["native_modules"][module] = results.get(module, missing)
+            if test:  # the compiled operator called, not only loaded
+                entry["self_test"] = {"call": test, "result": results.get(SELF_TEST + test, missing)}
             failed = [f"{m}: {r}" for m, r in entry["native_modules"].items() if r != "ok"]
             if natives:
                 entry["native"] = failed[0] if failed else "ok"
