@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from generator.release.credentials import CredentialSource
 from generator.release.registry import exists_via_engine
 
 Say = Callable[[str], object]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class CompileFailed(FleetError):
@@ -34,7 +36,7 @@ def build_wheel_image(client: Any, context: Path, ref: str, log: Path, say: Say)
         stream = client.api.build(path=str(context), tag=ref, target="wheel", rm=True, forcerm=True, decode=True)
         for chunk in stream:
             if "stream" in chunk:
-                text = str(chunk["stream"])
+                text = ANSI.sub("", str(chunk["stream"]))  # the builder's tools colour their errors
                 out.write(text)
                 last = [*last, *text.splitlines()][-12:]
                 if text.startswith("Step "):

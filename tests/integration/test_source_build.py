@@ -3,9 +3,10 @@
 apex at the pinned commit builds its C++/CUDA extensions only when `--cpp_ext` / `--cuda_ext` are in
 setup.py's argv; the `APEX_*_EXT` variables exist only in later commits, and with them the build succeeds
 and installs pure-Python apex. apex's own source cannot be fetched here, so tests/fixtures/apex_argv
-stands in for its setup.py (its README says what it keeps). The install command is the one the generator
-renders for the default fleet's apex cell, taken from the Dockerfile verbatim and run with the image's uv
-(the installer the Databricks bases use) on the probe tests' devel image, which has torch and a compiler.
+stands in for its setup.py (its README says what it keeps). The wheel command is the one the generator
+renders into the builder stage of the default fleet's apex compile (generator/compile/recipe.py), taken
+verbatim and run with the image's uv (the installer the Databricks bases use) on the probe tests' devel
+image, which has torch and a compiler; the wheel it makes is then installed --no-deps, as cells do.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from pathlib import Path
 import docker.errors
 import pytest
 
+from generator.compile.key import CompileKey
+from generator.compile.recipe import Recipe, builder_base
+from generator.compile.recipe import dockerfile as render_builder
 from generator.fleet import Fleet
 from tests.conftest import DEFAULT_MATRIX
 from tests.integration.test_probe import REPOSITORY, Built, built  # noqa: F401 (`built` is a fixture)
@@ -28,7 +32,7 @@ REF = f"127.0.0.1:5000/{REPOSITORY}:apex-options"
 DOCKERFILE = """\
 FROM {good}
 RUN apt-get update && apt-get install -y --no-install-recommends python3-dev && rm -rf /var/lib/apt/lists/*
-COPY {archive} /tmp/fleet/wheels/
+COPY {archive} /tmp/fleet/source/
 """
 # torch first, as apex itself does: apex_C links libtorch and finds it only once torch has loaded it.
 CHECK = (
@@ -39,15 +43,21 @@ CHECK = (
 
 
 def rendered_apex_install() -> tuple[str, str]:
-    """The default fleet's apex RUN command for a uv base, verbatim, and the archive it installs."""
-    cells = Fleet.load(DEFAULT_MATRIX).render()
-    apex = next(r for r in cells if r.cell.installer == "uv" and any(e.name == "apex" for e in r.cell.extensions))
-    dockerfile = apex.files["Dockerfile"].decode()
-    block = dockerfile[dockerfile.index("COPY wheels/apex-") :]
-    run = re.search(r"^RUN (.*?[^\\])\n", block, flags=re.MULTILINE | re.DOTALL)
-    assert run is not None, block
-    (archive,) = (a.filename for e in apex.cell.extensions for a in e.artifacts)
-    return run.group(1), archive
+    """The default fleet's apex compile for a uv base, as the builder stage runs it (build tools, the wheel
+    command with its variables, the wheel installed --no-deps), and the archive it builds."""
+    fleet = Fleet.load(DEFAULT_MATRIX)
+    cell = next(c for c in fleet.cells if c.installer == "uv" and any(e.name == "apex" for e in c.extensions))
+    (ext,) = cell.extensions
+    key = CompileKey("apex", ext.version, "s" * 64, "2.8.0 cu129", "t" * 64, "3.12", cell.cuda, ext.archs, 1, ())
+    recipe = Recipe(key, cell, ext, builder_base(cell, fleet.facts), None)
+    dockerfile = render_builder(recipe, fleet.facts)
+    tools = re.search(r"^RUN (uv pip install [^\n]*ninja==[^\n]*)$", dockerfile, flags=re.MULTILINE)
+    assert tools is not None, dockerfile
+    lines = dockerfile[dockerfile.index("COPY source/") :].splitlines()[1:]
+    run_lines = lines[: next(i for i, line in enumerate(lines) if not line.endswith("\\")) + 1]
+    wheel_cmd = " ".join(" ".join(line.rstrip("\\") for line in run_lines).removeprefix("RUN ").split())
+    install = f"uv pip install --python {cell.python_path} --no-cache --no-deps /tmp/fleet/out/*.whl"
+    return f"{tools.group(1)} && {wheel_cmd} && {install}", ext.artifacts[0].filename
 
 
 def archive_of_fixture(archive: str) -> bytes:
@@ -95,6 +105,6 @@ def test_the_environment_variables_alone_build_pure_python_apex(built: Built, be
     command, archive = rendered_apex_install()
     old = "APEX_CPP_EXT=1 APEX_CUDA_EXT=1 uv pip install --python /opt/venv/bin/python --no-build-isolation"
     setup = command.split(" && ")[0]  # the pinned build tools, as rendered
-    out = run(built, before_apex, f'{setup} && {old} /tmp/fleet/wheels/{archive} && /opt/venv/bin/python -c "{CHECK}"')
+    out = run(built, before_apex, f'{setup} && {old} /tmp/fleet/source/{archive} && /opt/venv/bin/python -c "{CHECK}"')
     assert "requested []" in out, out
     assert "apex_C missing" in out, out
