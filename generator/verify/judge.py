@@ -19,6 +19,8 @@ from packaging.version import InvalidVersion, Version
 from generator.model import Cell, Extension
 from generator.resolve.checks import FAIL, NA, OK, WARN, Check, needs_efa_block, needs_ib_block, network_fabrics, worst
 from generator.spec.knowledge import Knowledge, minor
+from generator.status import Verdict
+from generator.verify.archs import judge_archs
 from generator.verify.payloadrun import one_line
 
 NOT_MEASURED = "not measured: no GPU on this machine"
@@ -237,9 +239,10 @@ def _abi(cell: Cell, facts: Facts, expected: Expectations) -> Check:
             parts.append(f"{e.name}: {module} loads, but {e.self_test}() fails: {called.get('result', 'not called')}")
             continue
         if result == "ok":
-            statuses.append(OK)
             ran = f"; {e.self_test}() runs" if e.self_test else ""
-            parts.append(f"{e.name}: {module} load" + ("" if len(e.native_modules) > 1 else "s") + ran)
+            status, kernels = _kernels(e, got)
+            statuses.append(status)
+            parts.append(f"{e.name}: {module} load" + ("" if len(e.native_modules) > 1 else "s") + ran + kernels)
             continue
         statuses.append(FAIL)
         hint = " (built against another C++11 ABI than torch's)" if "undefined symbol" in str(result) else ""
@@ -247,6 +250,18 @@ def _abi(cell: Cell, facts: Facts, expected: Expectations) -> Check:
             module, _, result = str(result).partition(": ")
         parts.append(f"{e.name}: {module} does not load{hint}: {result}")
     return Check("abi", title, worst(statuses), f"torch ABI {cell.abi}; " + "; ".join(parts))
+
+
+def _kernels(e: Extension, got: dict[str, Any]) -> tuple[Verdict, str]:
+    """A compiled-here extension's GPU kernels against the architectures it was compiled for (the cell's
+    accelerators): what the probe read from its modules' .nv_fatbin sections."""
+    if not e.archs:  # not compiled for GPUs by the fleet (a release wheel, a CPU-only extension)
+        return OK, ""
+    read = got.get("archs")
+    modules = read if isinstance(read, dict) else {}
+    found = sorted({str(a) for archs in modules.values() if isinstance(archs, list) for a in archs})
+    status, line = judge_archs(found, e.archs)
+    return status, f"; {line}"
 
 
 def _python(cell: Cell, facts: Facts, expected: Expectations) -> Check:

@@ -229,6 +229,75 @@ def _import(module: str) -> str:
     return "ok"
 
 
+def _archs(module: str) -> list[str] | None:
+    """A loaded native module's kernel architectures (None: not a shared object, or no GPU code)."""
+    path = getattr(sys.modules.get(module), "__file__", None)
+    if not path or not path.endswith(".so"):
+        return None
+    try:
+        return kernel_archs(path)
+    except Exception:  # an unreadable ELF is no finding of its own: the module loaded
+        return None
+
+
+# A CUDA fatbinary (the .nv_fatbin section nvcc links into an extension): containers of entries, each entry
+# one kernel image for one architecture, kind 1 PTX (compute_XY, JIT-compiled by the driver) or kind 2 a
+# cubin (sm_XY). Layouts (little-endian): container {u32 magic, u16 version, u16 header_size, u64 size};
+# entry {u16 kind, u16, u32 header_size, u64 size, u32, u32, u16 minor, u16 major, u32 arch, ...}; the arch
+# is in the clear even when the entry's payload is compressed, so no cuobjdump is needed.
+FATBIN_MAGIC = 0xBA55ED50
+FATBIN_KINDS = {1: "compute", 2: "sm"}
+
+
+def elf_section(path: str, wanted: str) -> bytes | None:
+    """The bytes of a 64-bit little-endian ELF file's section named `wanted`, or None when it has none."""
+    import struct
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names_at = headers[shstrndx][4]
+    for name_off, _type, _flags, _addr, offset, size in headers:
+        end = data.index(b"\0", names_at + name_off)
+        if data[names_at + name_off : end].decode("ascii", "replace") == wanted:
+            return data[offset : offset + size]
+    return None
+
+
+def fatbin_archs(blob: bytes) -> list[str]:
+    """Every kernel image a fatbinary holds, as sm_XY / compute_XY, sorted, once each."""
+    import struct
+
+    found = set()
+    at = 0
+    while at + 16 <= len(blob):
+        magic, _version, header_size, size = struct.unpack_from("<IHHQ", blob, at)
+        if magic != FATBIN_MAGIC:  # containers are 8-byte aligned; padding between them
+            at += 8
+            continue
+        entry, end = at + header_size, at + header_size + size
+        while entry + 32 <= end:
+            kind, _u, entry_header, entry_size = struct.unpack_from("<HHIQ", blob, entry)
+            (arch,) = struct.unpack_from("<I", blob, entry + 28)
+            if kind in FATBIN_KINDS:
+                found.add(f"{FATBIN_KINDS[kind]}_{arch}")
+            if entry_header == 0:
+                break
+            entry += entry_header + entry_size
+        at = end
+    return sorted(found)
+
+
+def kernel_archs(path: str) -> list[str] | None:
+    """The GPU architectures a compiled module carries kernels for; None: no .nv_fatbin (CPU code only)."""
+    blob = elf_section(path, ".nv_fatbin")
+    return None if blob is None else fatbin_archs(blob)
+
+
 SELF_TEST = "call:"  # an --import argument that names a self test: call:module:function
 
 
@@ -249,7 +318,8 @@ def _imports_here(modules: list[str]) -> None:
         import torch  # noqa: F401
     for module in modules:
         result = _call(module[len(SELF_TEST) :]) if module.startswith(SELF_TEST) else _import(module)
-        print(json.dumps({"module": module, "result": result}), flush=True)
+        archs = _archs(module) if result == "ok" and not module.startswith(SELF_TEST) else None
+        print(json.dumps({"module": module, "result": result, "archs": archs}), flush=True)
 
 
 def extension_facts(extensions: list[Json]) -> Json:
@@ -271,6 +341,9 @@ def extension_facts(extensions: list[Json]) -> Json:
             except ChildDied as exc:  # it died at the first module it has no line for
                 lines, missing = exc.lines, f"Crashed: the interpreter {exc}"
             results = {str(line.get("module")): str(line.get("result")) for line in lines}
+            archs = {str(line.get("module")): line.get("archs") for line in lines}
+            if natives:
+                entry["archs"] = {m: archs.get(m) for m in natives}  # None: no GPU code in that module
             if ext.get("import"):
                 entry["import"] = results.get(ext["import"], missing)
             for module in natives:
