@@ -224,3 +224,13 @@ def test_cli_publish_refuses_a_previous_page_that_is_not_a_file(tmp_path: Path) 
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=30)
     assert done.returncode == 2
     assert done.stderr == f"error: {fifo}: cannot read the previous page: not a regular file (a FIFO)\n"
+
+
+def test_the_page_says_how_many_wheels_were_compiled_and_reused(tmp_path: Path) -> None:
+    assert _catalogue(tmp_path)["compile"] is None and 'id="compiled"' not in html(_catalogue(tmp_path))
+    records = canned.records(tmp_path)
+    compile_json = records.results / records.profile / "compile.json"
+    compile_json.write_text(json.dumps({"compiled": 1, "reused": 2, "pulled": 1, "failed": 0, "keys": []}))
+    data = _catalogue(tmp_path)
+    assert data["compile"] == {"compiled": 1, "reused": 2, "pulled": 1, "failed": 0}
+    assert "source-built wheels: 1 compiled, 3 reused (1 from the registry)</li>" in html(data)

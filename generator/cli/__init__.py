@@ -156,6 +156,15 @@ def _parser() -> argparse.ArgumentParser:
     _cells_arg(s)
     s.add_argument("--no-wait", action="store_true", help="fail at once if a build (or fetch) holds the lock")
 
+    s = sub.add_parser(
+        "compile",
+        help="compile each source-built extension the cells need once per compile key (or reuse the recorded "
+        "wheel: wheelhouse, then registry); `build` does this first",
+    )
+    _cells_arg(s)
+    s.add_argument("--no-wait", action="store_true", help="fail at once if a build holds the lock")
+    s.add_argument("--json", action="store_true", help="print the compile record as JSON")
+
     s = sub.add_parser("build", help="generate, then build every out-of-date cell with the Docker engine")
     _cells_arg(s)
     s.add_argument("-j", "--jobs", type=int, default=2, metavar="N", help="cells built at once (default: 2)")
@@ -341,6 +350,7 @@ COMMANDS = {
     "lock": "build",
     "outdated": "upstream",
     "fetch": "build",
+    "compile": "build",
     "build": "build",
     "probe": "verify",
     "bench": "verify",

@@ -8,7 +8,7 @@ import sys
 from generator.build.runlock import fleet_lock
 from generator.build.steps import run_build, stage_cell, summary, write_images
 from generator.cli.common import print_json
-from generator.compile.step import Compiler
+from generator.compile.step import Compiler, CompileReport
 from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.errors import FleetError
@@ -47,32 +47,45 @@ def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
     return 0
 
 
-def compile_first(fleet: Fleet, cells: list[str], wait: bool) -> Fleet:
+def compile_first(fleet: Fleet, cells: list[str], wait: bool) -> tuple[Fleet, CompileReport | None]:
     """Compile (or reuse) every wheel the selected cells' source builds need, before any cell is built: the
-    cells then render with the recorded wheels, their digests included. The fleet as the lock now says."""
+    cells then render with the recorded wheels, their digests included. The fleet as the lock now says, and
+    the report (None: no selected cell compiles anything)."""
     compiling = [c for c in select(fleet.cells, cells) if any(e.compiles and e.compile_key for e in c.extensions)]
     # A cell that FAILs its checks is never built, so nothing is compiled for it either.
     needing = [c for c in compiling if all(check.status != FAIL for check in fleet.checks(c))]
     if not needing:
-        return fleet
+        return fleet, None
     with fleet_lock("build", fleet.profile.name, wait=wait, progress=to_stderr):
         report = Compiler(fleet, connect(), to_stderr).run(needing)
-    if report.failed:
-        for r in report.failed:
-            print(f"compile: {r.tag} failed: {r.error}", file=sys.stderr)
-    return Fleet.for_profile(fleet.profile)
+    for r in report.failed:
+        print(f"compile: {r.tag} failed: {r.error}", file=sys.stderr)
+    return Fleet.for_profile(fleet.profile), report
+
+
+def cmd_compile(fleet: Fleet, args: argparse.Namespace) -> int:
+    _, report = compile_first(fleet, args.cells, wait=not args.no_wait)
+    if args.json:
+        print_json({"profile": fleet.profile.name, "compile": report.record() if report else None})
+    else:
+        print(report.line() if report else "compile: no selected cell builds an extension from source")
+    return 1 if report and report.failed else 0
 
 
 def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise FleetError("-j must be at least 1")
-    fleet = compile_first(fleet, args.cells, wait=not args.no_wait)
+    fleet, compiled = compile_first(fleet, args.cells, wait=not args.no_wait)
     everything = fleet.render()
     wanted = {c.slug for c in select(fleet.cells, args.cells)}
     selected = [r for r in everything if r.cell.slug in wanted]
     results = run_build(fleet, selected, everything, jobs=args.jobs, wait=not args.no_wait, force=args.force)
     if args.json:
-        print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
+        record = compiled.record() if compiled else None
+        print_json({"profile": fleet.profile.name, "compile": record, "results": [r.record() for r in results]})
     else:
         print(summary(results))
-    return 1 if any(r.status not in BUILD_PASSED for r in results) else 0
+        if compiled:  # how many compilations this run paid for, and how many it reused
+            print(compiled.line())
+    failed = compiled is not None and bool(compiled.failed)
+    return 1 if failed or any(r.status not in BUILD_PASSED for r in results) else 0

@@ -90,6 +90,13 @@ class Records:
     def read(self, step: str, slug: str) -> dict[str, Any] | None:
         return read_record(record_path(self.results, self.profile, step, slug))
 
+    def compile_run(self) -> dict[str, int] | None:
+        """The last compile step's counts (results/<profile>/compile.json), or None when none ran."""
+        record = read_record(self.results / self.profile / "compile.json")
+        if record is None:
+            return None
+        return {k: int(record.get(k, 0)) for k in ("compiled", "reused", "pulled", "failed")}
+
     def registrations(self) -> dict[str, dict[str, Any]]:
         """manifest digest -> ledger entry (with its workspace profile), over every ledger file."""
         found: dict[str, dict[str, Any]] = {}
@@ -307,6 +314,8 @@ def catalogue(rendered: Iterable[RenderedCell], records: Records, *, generated_a
         "generated_at": generated_at,
         "cells": rows,
         "counts": counts(rows),
+        # Source-built extensions: how many wheels the last build compiled and how many it reused.
+        "compile": records.compile_run(),
     }
 
 

@@ -178,6 +178,7 @@ def html(catalogue: dict[str, Any]) -> str:
             profile=catalogue["profile"],
             generated_at=catalogue["generated_at"],
             counts=catalogue["counts"],
+            compiled=catalogue.get("compile"),
             cells=catalogue["cells"],
             filters=filter_options(catalogue["cells"]),
         )
