@@ -44,6 +44,7 @@ from docker import DockerClient
 
 from generator.build.builder import BuildResult
 from generator.build.steps import run_build, stage_cell, write_images
+from generator.compile.step import compile_first
 from generator.deps.step import run_lock
 from generator.engine import connect
 from generator.errors import FleetError
@@ -302,6 +303,7 @@ def build_with_builder(
     started = time.perf_counter()
     with watch(results / loaded.profile.records / "build", total):  # another matrix: its own records folder
         fleet = load(matrix)
+        fleet, _ = compile_first(fleet, fleet.cells, wait=False, say=say)  # as `build`: source builds first
         everything = fleet.render()
         out = run_build(fleet, everything, everything, jobs=jobs, wait=False, quiet=not verbose)
     seconds = time.perf_counter() - started

@@ -8,9 +8,8 @@ import sys
 from generator.build.runlock import fleet_lock
 from generator.build.steps import run_build, stage_cell, summary, write_images
 from generator.cli.common import print_json
-from generator.compile.step import Compiler, CompileReport
+from generator.compile.step import compile_first
 from generator.deps.step import run_lock
-from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet
 from generator.progress import to_stderr
@@ -47,24 +46,8 @@ def cmd_fetch(fleet: Fleet, args: argparse.Namespace) -> int:
     return 0
 
 
-def compile_first(fleet: Fleet, cells: list[str], wait: bool) -> tuple[Fleet, CompileReport | None]:
-    """Compile (or reuse) every wheel the selected cells' source builds need, before any cell is built: the
-    cells then render with the recorded wheels, their digests included. The fleet as the lock now says, and
-    the report (None: no selected cell compiles anything)."""
-    compiling = [c for c in select(fleet.cells, cells) if any(e.compiles and e.compile_key for e in c.extensions)]
-    # A cell that FAILs its checks is never built, so nothing is compiled for it either.
-    needing = [c for c in compiling if all(check.status != FAIL for check in fleet.checks(c))]
-    if not needing:
-        return fleet, None
-    with fleet_lock("build", fleet.profile.name, wait=wait, progress=to_stderr):
-        report = Compiler(fleet, connect(), to_stderr).run(needing)
-    for r in report.failed:
-        print(f"compile: {r.tag} failed: {r.error}", file=sys.stderr)
-    return Fleet.for_profile(fleet.profile), report
-
-
 def cmd_compile(fleet: Fleet, args: argparse.Namespace) -> int:
-    _, report = compile_first(fleet, args.cells, wait=not args.no_wait)
+    _, report = compile_first(fleet, select(fleet.cells, args.cells), wait=not args.no_wait)
     if args.json:
         print_json({"profile": fleet.profile.name, "compile": report.record() if report else None})
     else:
@@ -75,7 +58,7 @@ def cmd_compile(fleet: Fleet, args: argparse.Namespace) -> int:
 def cmd_build(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise FleetError("-j must be at least 1")
-    fleet, compiled = compile_first(fleet, args.cells, wait=not args.no_wait)
+    fleet, compiled = compile_first(fleet, select(fleet.cells, args.cells), wait=not args.no_wait)
     everything = fleet.render()
     wanted = {c.slug for c in select(fleet.cells, args.cells)}
     selected = [r for r in everything if r.cell.slug in wanted]

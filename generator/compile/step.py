@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from generator import paths
+from generator.build.runlock import fleet_lock
 from generator.clock import utc_stamp
 from generator.compile.key import CompileKey, compile_key, wheel_ref
 from generator.compile.recipe import Recipe, builder_base, write_context
@@ -24,10 +25,13 @@ from generator.deps.cache import cache_path, cache_root, hash_file, verified
 from generator.deps.lockfile import CompiledWheel, read_lock_of, record_compiled
 from generator.deps.pins import Locked
 from generator.deps.wheelhouse import fetch
+from generator.engine import connect
 from generator.errors import FleetError
 from generator.fleet import Fleet
 from generator.model import Cell
+from generator.progress import to_stderr
 from generator.release.credentials import CredentialSource
+from generator.resolve.checks import FAIL
 from generator.results import record_path, write_record
 
 Say = Callable[[str], object]
@@ -197,3 +201,28 @@ class Compiler:
         forget(self.client, ref)
         result.outcome = COMPILED
         return self._entry(key, ref, path, result)
+
+
+def compile_first(
+    fleet: Fleet, cells: list[Cell], *, wait: bool, say: Say = to_stderr
+) -> tuple[Fleet, CompileReport | None]:
+    """Compile (or reuse) every wheel `cells`' source builds need, before any of them is built: they then
+    render with the recorded wheels, their digests included. The fleet as the lock now says, and the
+    report (None: none of the cells compiles anything)."""
+    # A cell that FAILs its checks is never built, so nothing is compiled for it either.
+    needing = [
+        c
+        for c in cells
+        if any(e.compiles and e.compile_key for e in c.extensions) and all(k.status != FAIL for k in fleet.checks(c))
+    ]
+    if not needing:
+        return fleet, None
+
+    def note(line: str) -> None:
+        say(line)
+
+    with fleet_lock("build", fleet.profile.name, wait=wait, progress=note):
+        report = Compiler(fleet, connect(), say).run(needing)
+    for r in report.failed:
+        say(f"compile: {r.tag} failed: {r.error}")
+    return Fleet.for_profile(fleet.profile), report

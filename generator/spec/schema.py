@@ -26,7 +26,7 @@ TOP: dict[str, str] = {
     "python": 'Python inside the images, major.minor ("3.12": quote it, YAML reads 3.10 as 3.1).',
     "registry": "Where the fleet is pushed: images are <host>/<repository>:<tag>.",
     "clouds": "Clouds the fleet is built for.",
-    "variants": "runtime (prebuilt wheels only) and/or devel (has nvcc, for source builds).",
+    "variants": "runtime (no compiler) and/or devel (nvcc); source builds compile in a builder stage on devel.",
     "bases": "databricks (FROM databricksruntime/air) and/or scratch (FROM nvidia/cuda + system setup).",
     "accelerators": "Accelerator types every image is blessed for, unless an override narrows it.",
     "host_drivers": "Override the knowledge's host GPU driver per cloud (nvidia-smi on a pod is the truth).",
@@ -58,7 +58,7 @@ TORCH_ROW: dict[str, str] = {
 }
 PIN: dict[str, str] = {
     "version": "The release (a full 40-hex commit for a source archive).",
-    "build": "wheel (a prebuilt artifact) or source (compiled with nvcc: devel only).",
+    "build": "wheel (a prebuilt artifact) or source (compiled once in a builder stage, installed as a wheel).",
 }
 DECLARATION: dict[str, str] = {
     "kind": "`pip` for a package the knowledge does not know; known extensions take their kind from knowledge.",
