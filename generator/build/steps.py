@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from generator import paths
@@ -95,11 +95,14 @@ def run_build(
     wait: bool,
     quiet: bool = False,
     force: bool = False,
+    blocked: Mapping[str, str] | None = None,
 ) -> list[BuildResult]:
     """Generate, then build the selected cells; FAILing cells are reported, never built. `force` builds
-    even cells whose image exists."""
+    even cells whose image exists. `blocked` (slug -> why): cells that cannot be built this run (their
+    compiled wheel did not compile), reported failed while the others build."""
     out = fleet.profile.images
-    refuse_unlocked(selected)
+    blocked = blocked or {}
+    refuse_unlocked([r for r in selected if r.cell.slug not in blocked])
     progress = Progress(total=len(selected), quiet=quiet)
     results_dir = paths.results_dir()
     with fleet_lock("build", fleet.profile.name, wait=wait, progress=progress.note):
@@ -108,15 +111,20 @@ def run_build(
         if written:
             progress.note(f"generate: {written} files written under {out}")
         client = connect()
-        buildable = [r for r in selected if r.status != FAIL]
+        buildable = [r for r in selected if r.status != FAIL and r.cell.slug not in blocked]
         refused = [_refused(r, fleet.profile.records, results_dir) for r in selected if r.status == FAIL]
+        refused += [
+            _refused(r, fleet.profile.records, results_dir, blocked[r.cell.slug])
+            for r in selected
+            if r.status != FAIL and r.cell.slug in blocked
+        ]
         builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force)
         built = builder.run(buildable)
     by_slug = {r.slug: r for r in [*built, *refused]}
     return [by_slug[r.cell.slug] for r in selected if r.cell.slug in by_slug]
 
 
-def _refused(rendered: RenderedCell, profile: str, results: Path) -> BuildResult:
+def _refused(rendered: RenderedCell, profile: str, results: Path, why: str | None = None) -> BuildResult:
     failed = [c.title for c in rendered.checks if c.status == FAIL]
     result = BuildResult(
         index=rendered.cell.index,
@@ -124,7 +132,7 @@ def _refused(rendered: RenderedCell, profile: str, results: Path) -> BuildResult
         status=Built.FAILED,
         ref=rendered.ref,
         digest=rendered.digest,
-        error=f"checks FAIL ({', '.join(failed)}): not built",
+        error=f"{why}: not built" if why else f"checks FAIL ({', '.join(failed)}): not built",
     )
     write_record(record_path(results, profile, "build", rendered.cell.slug), result.record())
     return result

@@ -65,6 +65,14 @@ class CompileReport:
     def failed(self) -> list[CompileResult]:
         return [r for r in self.results if r.outcome == FAILED]
 
+    def blocked(self) -> dict[str, str]:
+        """Cells that cannot be built this run, and why: their compiled wheel did not compile."""
+        return {
+            slug: f"its {r.extension} wheel did not compile ({r.tag}: {r.error})"
+            for r in self.failed
+            for slug in r.cells
+        }
+
     def line(self) -> str:
         return (
             f"compile: {len(self.results)} compile keys: {self.count(COMPILED)} compiled, "

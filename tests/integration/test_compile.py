@@ -50,6 +50,7 @@ extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]
 torch:
   - {{version: 2.13.0, torchvision: none, torchaudio: none}}
 stacks:
+  plain: []
   fleet-op: [fleet-op]
 """
 ENV = ("AIR_FLEET_STATE", "AIR_FLEET_RESULTS")
@@ -100,6 +101,7 @@ def test_one_compile_serves_every_cell_and_is_recorded(compiled: Compiled) -> No
     assert (first.count(COMPILED), first.count(REUSED), first.count(PULLED), first.failed) == (1, 0, 0, [])
     (result,) = first.results
     assert len(result.cells) == 4 and {s.split("-")[1] for s in result.cells} == {"runtime", "devel"}
+    assert all(s.endswith("-fleet-op") for s in result.cells)
     print(f"\ncompile: {result.describe} in {result.seconds:.1f} s -> {result.wheel}")
     fleet = compiled.fleet()
     lock = read_lock_of(fleet.profile.lock, fleet.profile.bases_lock)
@@ -110,14 +112,14 @@ def test_one_compile_serves_every_cell_and_is_recorded(compiled: Compiled) -> No
     summary = read_record(compiled.root / "results" / fleet.profile.records / "compile.json")
     assert summary is not None and (summary["compiled"], summary["reused"], summary["pulled"]) == (1, 0, 0)
     # Every cell now installs exactly that wheel: its content digest covers the recorded sha256.
-    for cell in fleet.cells:
+    for cell in (c for c in fleet.cells if c.extensions):
         (ext,) = cell.extensions
         assert ext.wheel is not None and ext.wheel.sha256 == entry.sha256
 
 
 def test_the_cells_build_with_the_wheel_and_its_operator_runs_in_each(compiled: Compiled) -> None:
     fleet = compiled.fleet()
-    everything = fleet.render()
+    everything = [r for r in fleet.render() if r.cell.stack == "fleet-op"]
     results = run_build(fleet, everything, everything, jobs=2, wait=True, quiet=True)
     assert all(r.status in ("built", "up to date") for r in results), [r.error for r in results]
     probed = probe_cells(fleet, everything, client=compiled.client, gpus=None)
@@ -163,3 +165,14 @@ def test_a_wheel_built_against_the_wrong_cxx_abi_never_leaves_the_builder(compil
     assert key.id not in lock.compiled
     assert not in_registry(compiled.client, wheel_ref(cell, key), CredentialSource())
     assert compile_key(cell, cell.extensions[0], facts) == key
+    # `build` goes on without them: the cells that need that wheel fail, one line each, the others build.
+    selected = bad.render()  # with the wrong recipe's key, for which the lock has no wheel
+    results = run_build(bad, selected, selected, jobs=2, wait=True, quiet=True, blocked=report_.blocked())
+    by_stack = {r.slug: r for r in results}
+    for r in selected:
+        got = by_stack[r.cell.slug]
+        if r.cell.stack == "fleet-op":
+            assert got.status == "failed" and got.error is not None and not got.build_started
+            assert got.error.startswith(f"its fleet-op wheel did not compile ({key.tag}: compiled wheel refused")
+        else:
+            assert got.status in ("built", "up to date"), got.error
