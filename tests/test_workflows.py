@@ -238,7 +238,7 @@ def runner_pools() -> dict[str, list[str]]:
     return pools
 
 
-@pytest.mark.parametrize(("path", "job_id"), [(NIGHTLY, "plan"), (CI, "lint")])
+@pytest.mark.parametrize(("path", "job_id"), [(NIGHTLY, "pools"), (CI, "lint")])
 def test_the_runner_step_reads_runners_yml(path: Path, job_id: str, tmp_path: Path) -> None:
     proc, out = run_step(step(load(path), job_id, "runners")["run"], {}, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -398,7 +398,7 @@ def test_nightly_is_scheduled_dispatchable_and_never_cancelled() -> None:
 def test_nightly_fans_out_the_plan_and_gates_publication() -> None:
     workflow = load(NIGHTLY)
     all_jobs = jobs(workflow)
-    assert set(all_jobs) == {"refresh", "plan", "build", "benchmark", "gate", "publish"}
+    assert set(all_jobs) == {"pools", "compile", "refresh", "plan", "build", "benchmark", "gate", "publish"}
     assert all_jobs["plan"]["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
     assert "python -m generator plan --json" in step(workflow, "plan", "plan")["run"]
     for job_id in ("build", "benchmark"):
@@ -588,8 +588,8 @@ def gh_calls(fakes: Path) -> list[str]:
 def test_refresh_runs_before_plan_and_never_holds_it_back() -> None:
     all_jobs = jobs(load(NIGHTLY))
     refresh, plan = all_jobs["refresh"], all_jobs["plan"]
-    assert plan["needs"] == "refresh" and "needs" not in refresh
-    assert next(iter(all_jobs)) == "refresh"  # written first, as it runs
+    assert plan["needs"] == "refresh" and refresh["needs"] == "compile"
+    assert list(all_jobs)[:4] == ["pools", "compile", "refresh", "plan"]  # written as they run
     # A failed refresh (upstream down) is red, yet reports success to `plan`: tonight still builds main's lock.
     assert refresh["continue-on-error"] is True
     assert "if" not in plan
@@ -668,3 +668,21 @@ def test_a_failed_refresh_still_proposes_what_moved_and_ends_red(checkout: Path)
     assert "::error::lock --refresh exited 1" in log
     assert "::warning::outdated: the package index did not answer (exit 2)" in log
     assert [c for c in gh_calls(fakes) if c.startswith("pr create")], "what could be asked is still proposed"
+
+
+def test_compile_runs_before_the_refresh_which_proposes_its_lock_entries() -> None:
+    """Source-built extensions compile once on the build pool before the refresh; a new compile key's lock
+    entry reaches the refresh's pull request as an artifact; a failed compile never holds the night back."""
+    all_jobs = jobs(load(NIGHTLY))
+    compile_job, refresh = all_jobs["compile"], all_jobs["refresh"]
+    assert compile_job["continue-on-error"] is True and compile_job["environment"] == "air-fleet"
+    assert compile_job["runs-on"] == "${{ fromJSON(needs.pools.outputs.build-runner) }}"
+    assert "python -m generator compile" in "\n".join(s.get("run", "") for s in compile_job["steps"])
+    (upload,) = [s for s in compile_job["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload["with"]["name"] == "compiled-lock" and upload["with"]["path"] == "wheels.lock.json"
+    names = [s.get("name", "") for s in refresh["steps"]]
+    (download,) = [s for s in refresh["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert download["with"]["name"] == "compiled-lock" and download["continue-on-error"] is True
+    assert names.index(download["name"]) < names.index(
+        "Refresh the lock (what moved upstream, which cells' content digests change)"
+    )
