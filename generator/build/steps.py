@@ -97,7 +97,9 @@ def run_build(
         client = connect()
         buildable = [r for r in selected if r.status != FAIL]
         refused = [_refused(r, fleet.profile.records, results_dir) for r in selected if r.status == FAIL]
-        builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force)
+        builder = Builder(
+            client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force, fleet=ok
+        )
         built = builder.run(buildable)
     by_slug = {r.slug: r for r in [*built, *refused]}
     return [by_slug[r.cell.slug] for r in selected if r.cell.slug in by_slug]
