@@ -9,8 +9,10 @@ from a pushed image's inline cache, one whose cache source was not pushed yet, a
 
 from __future__ import annotations
 
+import base64
 import datetime
 import itertools
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,12 @@ import pytest
 
 from generator.build import cli
 from generator.build.cli import BuildCli, NoBuildKit, select
+from generator.build.dockerconfig import build_env
 from generator.build.plain import PlainProgress, parse
 from generator.build.spec import build_spec, cache_sources, group_key, groups
 from generator.ci.bake import bake_file, target_name
 from generator.fleet import Fleet
+from generator.release.credentials import CredentialSource
 from generator.render.renderer import RenderedCell
 from tests.conftest import DEFAULT_MATRIX, ROOT
 
@@ -133,6 +137,8 @@ def test_events_for_progress_lines_and_buildx_style_errors() -> None:
             progress.feed,
             [
                 "#7 [builder 2/4] RUN make",
+                "#12 [stage-0  8/11] RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements-torch.txt",  # noqa: E501
+                "#13 [ 9/11] COPY requirements.txt /tmp/",
                 "#7 0.512 compiling",
                 "#8 [internal] load build context",
                 "#7 DONE 12.0s",
@@ -147,6 +153,8 @@ def test_events_for_progress_lines_and_buildx_style_errors() -> None:
     ]
     assert kinds == [
         ("start", "step builder 2/4"),
+        ("start", "step 8/11"),  # padded to the count's width; the first stage's default name left out
+        ("start", "step 9/11"),
         None,
         ("start", "step None/None"),
         ("done", "step builder 2/4"),
@@ -158,6 +166,8 @@ def test_events_for_progress_lines_and_buildx_style_errors() -> None:
         None,
     ]
     assert progress.error() == "failed to solve: failed to compute cache key: not found"
+    torch = progress.torch_step()
+    assert torch is not None and torch.number == 12
 
 
 # -- one description of a build: the builder's command line and bake's target ----------------------------------
@@ -231,3 +241,37 @@ def test_the_engines_buildkit_gets_plain_refs_and_the_inline_cache_argument(
     with_registry_cache = build_spec(r, Path("images"), sharing[group_key(r)], cache_repo="cache.example.com/c")
     with pytest.raises(Exception, match="cannot export a registry cache"):
         BuildCli("/usr/bin/docker", "buildkit", "20.10.24").argv(with_registry_cache, tmp_path / "iid")
+
+
+# -- credentials: a temporary Docker config, never the command line ------------------------------------------
+
+
+def test_credentials_only_the_environment_holds_go_to_a_private_temporary_config(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".docker").mkdir(parents=True)
+    (home / ".docker" / "config.json").write_text(
+        json.dumps({"credsStore": "desktop", "credHelpers": {"registry.example.com": "ecr-login", "other.io": "gcr"}})
+    )
+    env = {"HOME": str(home), "AIR_FLEET_REGISTRY_USERNAME": "robot", "AIR_FLEET_REGISTRY_PASSWORD": "s3cr3t-pw"}
+    source = CredentialSource(env)
+    refs = ["registry.example.com/ml/air:a-0123456789ab", "registry.example.com/ml/air:b-0123456789ab"]
+    with build_env(env, source, refs) as out:
+        folder = Path(out["DOCKER_CONFIG"])
+        config = folder / "config.json"
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and stat.S_IMODE(config.stat().st_mode) == 0o600
+        written = json.loads(config.read_text())
+        assert written["auths"]["registry.example.com"]["auth"] == base64.b64encode(b"robot:s3cr3t-pw").decode()
+        assert written["credHelpers"] == {"other.io": "gcr"} and "credsStore" not in written
+        spec = build_spec(_a_cell(), tmp_path, [_a_cell()])
+        argv = BuildCli("/usr/bin/docker", "buildkit", "20.10.24").argv(spec, tmp_path / "iid")
+        assert not any("s3cr3t" in word or "robot" in word for word in argv)
+    assert not folder.exists()  # removed after the build
+    # Credentials the Docker config gives are the CLI's own: nothing is written.
+    plain_env = {"HOME": str(home)}
+    (home / ".docker" / "config.json").write_text(json.dumps({"auths": {"registry.example.com": {"auth": "eDp5"}}}))
+    with build_env(plain_env, CredentialSource(plain_env), refs) as out:
+        assert "DOCKER_CONFIG" not in out
+
+
+def _a_cell() -> RenderedCell:
+    return Fleet.load(DEFAULT_MATRIX).render()[0]

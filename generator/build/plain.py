@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass, field
 
 VERTEX = re.compile(r"^#(\d+) (.*)$")
-STEP_NAME = re.compile(r"^\[(?:(?P<stage>[^\]\s]+) )?(?P<k>\d+)/(?P<n>\d+)\] (?P<what>.*)$")
+# The step number is padded to the width of the count: `[stage-0  8/11]`, `[ 8/11]`.
+STEP_NAME = re.compile(r"^\[(?:(?P<stage>[^\]\s]+)\s+)?\s*(?P<k>\d+)/(?P<n>\d+)\] (?P<what>.*)$")
 DONE = re.compile(r"^DONE (\d+(?:\.\d+)?)s$")
 LOG_LINE = re.compile(r"^\d+(?:\.\d+)? ")
 CACHE_IMPORT = "importing cache manifest from "
