@@ -42,7 +42,10 @@ from typing import Any
 import docker.errors
 from docker import DockerClient
 
+from benchmarks.fresh_runner import prune, record_ids, unique_ca
+from benchmarks.nightly import HOST_CA, classic_dockerfile
 from generator.build.builder import BuildResult
+from generator.build.plain import parse
 from generator.build.steps import run_build, stage_cell, write_images
 from generator.compile.step import compile_first
 from generator.deps.step import run_lock
@@ -82,12 +85,14 @@ def say(line: str) -> None:
 # --- the benchmark's own fleet ------------------------------------------------------------------------------
 
 
-def write_matrix(path: Path, repository: str, pin: str) -> None:
-    """The sandbox matrix with another repository and einops pin; a text edit, so the rest stays byte-equal."""
+def write_matrix(path: Path, repository: str, pin: str, ca: Path) -> None:
+    """The sandbox matrix with another repository, einops pin and the run's own CA certificate (so no
+    BuildKit cache of an earlier run serves it); a text edit, so the rest stays byte-equal."""
     text = SANDBOX_MATRIX.read_text(encoding="utf-8")
     edits = [
         (f"repository: {SANDBOX_REPOSITORY}\n", f"repository: {repository}\n"),
         (PIN_LINE % PIN_FROM, PIN_LINE % pin),
+        (f"extra_ca_certificates: [{HOST_CA}]", f"extra_ca_certificates: [{HOST_CA}, {ca}]"),
     ]
     for old, new in edits:
         if text.count(old) != 1:  # the sandbox matrix changed shape: better to stop than to bench something else
@@ -206,19 +211,26 @@ def drop_leftovers(client: DockerClient, sources: list[CacheSource]) -> int:
     return dropped
 
 
-def make_cold(client: DockerClient, bases: set[str], drop: bool) -> dict[str, Any]:
+def make_cold(client: DockerClient, bases: set[str], drop: bool, records_before: set[str]) -> dict[str, Any]:
     removed = remove_fleet_images(client)
+    pruned = prune(client, records_before)  # the BuildKit cache this run made
     sources = cache_sources(client, bases)
     dropped = drop_leftovers(client, sources) if drop and sources else 0
     if dropped:
         sources = cache_sources(client, bases)
     say(
-        f"cleaned: {removed} fleet/benchmark tags removed" + (f", {dropped} leftover layers dropped" if dropped else "")
+        f"cleaned: {removed} fleet/benchmark tags removed, {pruned} BuildKit cache records pruned"
+        + (f", {dropped} leftover layers dropped" if dropped else "")
     )
     for s in sources:
         what = ", ".join(s.tags) if s.tags else "untagged (a failed build's layers; --drop-leftovers removes it)"
         say(f"  warning: {s.image} FROM {s.base} may serve as cache: {what}")
-    return {"tags_removed": removed, "leftovers_dropped": dropped, "cache_sources": [asdict(s) for s in sources]}
+    return {
+        "tags_removed": removed,
+        "cache_records_pruned": pruned,
+        "leftovers_dropped": dropped,
+        "cache_sources": [asdict(s) for s in sources],
+    }
 
 
 # --- reading build logs -------------------------------------------------------------------------------------
@@ -228,8 +240,12 @@ def torch_layer_built(log: Path) -> bool | None:
     """Whether the torch install step ran (True) or came from the cache (False); None: no such step logged."""
     if not log.is_file():
         return None
+    text = log.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("# "):  # the builder's BuildKit log: its first line names the CLI
+        torch = parse(text).torch_step()
+        return None if torch is None else not torch.cached
     in_torch = False
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in text.splitlines():
         step = STEP.match(line)
         if step:
             if in_torch:
@@ -337,10 +353,13 @@ def staged(matrix: Path) -> tuple[Path, list[RenderedCell]]:
 
 
 def docker_build(directory: Path, ref: str, log: Path) -> bool:
-    """`docker build --no-cache -t REF DIR` with the engine's classic builder, as the builder's API calls are."""
+    """`docker build --no-cache -t REF DIR` with the engine's classic builder, on the Dockerfile without its
+    BuildKit cache mounts (which the classic builder refuses)."""
+    dockerfile = log.with_suffix(".Dockerfile")
+    dockerfile.write_text(classic_dockerfile((directory / "Dockerfile").read_text(encoding="utf-8")), encoding="utf-8")
     with log.open("w", encoding="utf-8") as out:
         done = subprocess.run(
-            ["docker", "build", "--no-cache", "-t", ref, str(directory)],
+            ["docker", "build", "--no-cache", "-f", str(dockerfile), "-t", ref, str(directory)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "DOCKER_BUILDKIT": "0"},
@@ -426,11 +445,13 @@ class Run:
 def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     repository = f"{BENCH_PREFIX}{uuid.uuid4().hex[:8]}"
     matrix = tmp / "matrix.yaml"
-    write_matrix(matrix, repository, PIN_FROM)
+    args.ca = unique_ca(tmp)
+    write_matrix(matrix, repository, PIN_FROM, args.ca)
     fleet = load(matrix)
     bases = {c.base_image for c in fleet.cells}
     say(f"fleet: {len(fleet.cells)} cells on {len(bases)} base images, repository {REGISTRY}/{repository}")
     client = ensure_sandbox(fleet)
+    args.records_before = record_ids(client)  # BuildKit's cache before the run: never pruned
     lock_started = time.perf_counter()
     outcome = run_lock(fleet, say=say)
     if outcome.failures:
@@ -466,7 +487,7 @@ def run_phases(
 ) -> None:
     warm_up(matrix, tmp / "naive-logs", repository)
     for jobs in args.jobs:
-        run.cleaning.append(make_cold(client, bases, args.drop_leftovers))
+        run.cleaning.append(make_cold(client, bases, args.drop_leftovers, args.records_before))
         phase, results, rendered = build_with_builder(
             f"cold, this builder (-j {jobs})", matrix, tmp / f"results-cold-j{jobs}", jobs, args.verbose
         )
@@ -482,7 +503,7 @@ def run_phases(
         run.problems.append(f"no-op: not every cell up to date: {phase.statuses}")
 
     # One pin changed: only the einops cells may build; their torch layer is shared with what exists.
-    write_matrix(matrix, repository, PIN_TO)
+    write_matrix(matrix, repository, PIN_TO, args.ca)
     run_lock(load(matrix), say=say)
     phase, results, rendered = build_with_builder(
         f"{PIN_EXT} {PIN_FROM} -> {PIN_TO}", matrix, tmp / "results-pin", args.jobs[-1], args.verbose
@@ -496,8 +517,8 @@ def run_phases(
     run.problems += [f"pin change: {r.slug} failed: {r.error}" for r in results if r.status == "failed"]
 
     if not args.skip_naive:
-        write_matrix(matrix, repository, PIN_FROM)  # the same cells the cold builder runs built
-        run.cleaning.append(make_cold(client, bases, args.drop_leftovers))
+        write_matrix(matrix, repository, PIN_FROM, args.ca)  # the same cells the cold builder runs built
+        run.cleaning.append(make_cold(client, bases, args.drop_leftovers, args.records_before))
         naive = build_naive("cold, naive", matrix, tmp / "naive-logs", f"{repository}-naive")
         run.phases.append(naive)
         if naive.statuses.get("failed"):

@@ -165,9 +165,18 @@ def test_every_cell_has_one_target_with_its_immutable_tag_first(
         assert target["context"] == f"images/{cell.slug}" and target["dockerfile"] == "Dockerfile"
         assert (ROOT / target["context"] / target["dockerfile"]).is_file()  # relative to the repository root
         assert target["labels"]["air-fleet.digest"] == r.digest and target["labels"]["air-fleet.cell"] == cell.slug
-        cache = f"type=registry,ref={cell.image}:buildcache-{cell.slug}"
-        assert target["cache-from"] == [cache] and target["cache-to"] == [f"{cache},mode=max"]
+        # The cache as the builder's: inline, and the other cells of its group (same base, torch build and
+        # Python) as sources, in matrix order.
+        group = [
+            o
+            for o in fleet
+            if (o.cell.base_image, o.cell.torch, o.cell.torch_index, o.cell.python)
+            == (cell.base_image, cell.torch, cell.torch_index, cell.python)
+        ]
+        assert target["cache-from"] == [f"type=registry,ref={o.ref}" for o in group if o is not r]
+        assert target["cache-to"] == ["type=inline"] and target["args"] == {"BUILDKIT_INLINE_CACHE": "1"}
         assert target["platforms"] == ["linux/amd64"]
+    assert any(t["cache-from"] for t in bake["target"].values())  # the default fleet has groups of several
     assert all(re.fullmatch(NAME, name) for name in [*bake["target"], *bake["group"]])
     assert target_name("aws-runtime-torch2.6-flash-attn2.7.4.post1") == "aws-runtime-torch2_6-flash-attn2_7_4_post1"
 
@@ -204,7 +213,8 @@ def test_options_cache_repository_and_paths(fleet: list[RenderedCell], tmp_path:
     data = bake_file([r], ROOT / "build" / "sandbox" / "images", cache="cache.example.com/air/cache", root=ROOT)
     target = data["target"][target_name(r.cell.slug)]
     assert target["context"] == f"build/sandbox/images/{r.cell.slug}"  # absolute, made relative to the root
-    assert target["cache-to"] == [f"type=registry,ref=cache.example.com/air/cache:buildcache-{r.cell.slug},mode=max"]
+    cache = f"type=registry,ref=cache.example.com/air/cache:buildcache-{r.cell.slug}"
+    assert target["cache-to"] == [f"{cache},mode=max"] and target["cache-from"] == [cache]
     outside = bake_file([r], tmp_path, root=ROOT)["target"][target_name(r.cell.slug)]
     assert outside["context"] == f"{tmp_path.as_posix()}/{r.cell.slug}"  # outside the repository: absolute
 

@@ -66,7 +66,10 @@ def test_a_locked_environment_is_rendered_with_hashes_and_installed_with_require
         f"xformers==1.0 --hash=sha256:{SHA}\n" in requirements and f"torch==1.0 --hash=sha256:{SHA}\n" in requirements
     )
     dockerfile = rendered.files["Dockerfile"].decode()
-    assert "uv pip install --python /opt/venv/bin/python --no-cache --require-hashes --no-deps" in dockerfile
+    assert (
+        "uv pip install --python /opt/venv/bin/python --cache-dir /root/.cache/uv --link-mode=copy "
+        "--require-hashes --no-deps" in dockerfile
+    )
     assert "-r /tmp/fleet/requirements.txt" in dockerfile
     assert "RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps xformers==" not in dockerfile
     (unlocked_render,) = fleet.render([raw])

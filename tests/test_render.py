@@ -120,13 +120,19 @@ def test_scratch_system_setup_follows_the_seed(rendered: dict[str, RenderedCell]
     assert "ln -sf /usr/bin/python3 /databricks/python/bin/python" in df
     assert "OPENSSL_FORCE_FIPS_MODE=0" in df
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in df
-    assert "python3 -m pip install --no-cache-dir --break-system-packages" in df
+    assert (
+        "RUN --mount=type=cache,id=air-fleet-pip,target=/root/.cache/pip \\\n"
+        "    /usr/bin/python3 -m pip install --cache-dir /root/.cache/pip --break-system-packages"
+    ) in df
 
 
 def test_databricks_base_uses_uv_into_opt_venv(rendered: dict[str, RenderedCell]) -> None:
     df = text(rendered["aws-runtime-torch2.6"], "Dockerfile")
     assert "FROM databricksruntime/air:dcs-base-aws-runtime" in df
-    assert "uv pip install --python /opt/venv/bin/python --no-cache" in df
+    assert (
+        "RUN --mount=type=cache,id=air-fleet-uv,target=/root/.cache/uv \\\n"
+        "    uv pip install --python /opt/venv/bin/python --cache-dir /root/.cache/uv --link-mode=copy"
+    ) in df
     assert "torch==2.6.0 torchvision==0.21.0 torchaudio==2.6.0" in df
     assert "--index-url" not in df  # the default build comes from the package index
 
@@ -330,3 +336,22 @@ def test_the_host_side_payloads_move_no_digest(
     (payload / "smoke.py").write_text((payload / "smoke.py").read_text() + "\n# an edit\n")
     after = _digests(load_fleet, DIGEST_BASE)
     assert set(after) == set(before) and all(after[s] != before[s] for s in before)
+
+
+def test_an_installer_cache_is_only_ever_a_cache_mount(rendered: dict[str, RenderedCell]) -> None:
+    """The installs that download keep their cache in a BuildKit cache mount; every other install keeps
+    none: no layer of any image carries an installer's cache."""
+    installs = 0
+    for r in rendered.values():
+        runs = re.findall(r"^RUN (.*?)(?<!\\)$", text(r, "Dockerfile"), flags=re.M | re.S)
+        for run in runs:
+            if " install " not in run:
+                continue
+            installs += 1
+            cache = re.search(r"--cache-dir (\S+)", run)
+            if cache:
+                assert run.startswith(f"--mount=type=cache,id=air-fleet-{'pip' if 'pip' in cache[1] else 'uv'},"), run
+                assert f"target={cache[1]} " in run, run
+            elif "uv pip install" in run or "pip install" in run:
+                assert "--no-cache" in run, run
+    assert installs > len(rendered)

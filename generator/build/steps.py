@@ -118,7 +118,9 @@ def run_build(
             for r in selected
             if r.status != FAIL and r.cell.slug in blocked
         ]
-        builder = Builder(client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force)
+        builder = Builder(
+            client, out, results_dir, fleet.profile.records, stage_cell, progress, jobs=jobs, force=force, fleet=ok
+        )
         built = builder.run(buildable)
     by_slug = {r.slug: r for r in [*built, *refused]}
     return [by_slug[r.cell.slug] for r in selected if r.cell.slug in by_slug]

@@ -7,11 +7,15 @@
 - **Targets.** One per cell that does not FAIL its checks, named after its slug with `.` made `_` (bake
   allows `[a-zA-Z0-9_-]` only). Context `images/<slug>` (relative to the repository root: run bake from
   there, it resolves contexts against its working directory), the cell's Dockerfile, `linux/amd64`.
+- **The build.** Each target is `generator.build.spec.build_spec`, the description the builder turns into
+  its docker command line: the same build args, labels, platform and cache (tests/test_build_spec.py).
 - **Tags.** `generator.release.tags.tags_for`: the immutable `<slug>-<12 hex>` first, then the aliases `<slug>`
   and `<slug>-<yyyymmdd>`, each on the cell's repository: the same tags `push` gives.
-- **Cache.** Per cell, `type=registry` on `<repository>:buildcache-<slug>` (`mode=max`: every stage's
-  layers, so the torch layer is reused by the next build of any cell on that base). `cache=` puts the
-  cache in another repository, so the image repository holds only images.
+- **Cache.** As the builder: the inline cache into each image (`type=inline`, and the build argument
+  `BUILDKIT_INLINE_CACHE=1`), and the images of the cell's group (same base, torch build and Python) as
+  `type=registry` cache sources, so the torch layer is reused across machines. `cache=` (`--cache-repo`)
+  adds a registry cache per cell on `<cache>:buildcache-<slug>` (`mode=max`: every stage's layers), which
+  a BuildKit cluster can write and the engine's built-in BuildKit cannot.
 - **Groups.** `default` (all), `<cloud>`, `<cloud>-<variant>`, `torch<major>_<minor>`.
 
 Pure: the date for the dated alias is a parameter, and the document's keys are sorted when written, so
@@ -27,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from generator.atomic import write_if_changed
+from generator.build.spec import BuildSpec, GroupKey, build_spec, group_key
+from generator.build.spec import groups as build_groups
 from generator.errors import FleetError
-from generator.release.tags import check_tag, tags_for
+from generator.release.tags import tags_for
 from generator.render.renderer import RenderedCell
 from generator.resolve.checks import FAIL
 
 # buildx refuses any other character in a target or group name.
 NAME = re.compile(r"[a-zA-Z0-9_-]+")
-PLATFORMS = ("linux/amd64",)
-CACHE_TAG_PREFIX = "buildcache-"
 
 
 def target_name(slug: str) -> str:
@@ -75,13 +79,13 @@ def bake_file(
     base = _relative(images_dir, root)
     targets: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {"default": []}
-    for r in rendered:
-        if r.status == FAIL:
-            continue
+    buildable = [r for r in rendered if r.status != FAIL]
+    sharing = build_groups(buildable)
+    for r in buildable:
         name = target_name(r.cell.slug)
         if name in targets:  # `a.b` and `a_b` both become `a_b`: bake would silently keep one
             raise FleetError(f"cells {targets[name]['labels']['air-fleet.cell']} and {r.cell.slug}: one bake target")
-        targets[name] = _target(r, base, cache, day)
+        targets[name] = _target(r, base, sharing, cache, day)
         for group in groups_of(r):
             groups.setdefault(group, []).append(name)
     clash = sorted(set(groups) & set(targets))
@@ -103,31 +107,39 @@ def _relative(images_dir: Path, root: Path | None) -> str:
     return images_dir.as_posix()
 
 
-def _target(rendered: RenderedCell, images_dir: str, cache: str | None, day: datetime.date) -> dict[str, Any]:
+def _target(
+    rendered: RenderedCell,
+    images_dir: str,
+    sharing: dict[GroupKey, list[RenderedCell]],
+    cache: str | None,
+    day: datetime.date,
+) -> dict[str, Any]:
     cell = rendered.cell
     try:
         tags = tags_for(cell.slug, rendered.digest, day)
-        cache_ref = f"{cache or cell.image}:{check_tag(CACHE_TAG_PREFIX + cell.slug)}"
+        spec = build_spec(
+            rendered,
+            Path(images_dir) / cell.slug,
+            sharing[group_key(rendered)],
+            aliases=[f"{cell.image}:{tag}" for tag in tags.aliases],
+            cache_repo=cache,
+        )
     except ValueError as exc:
         raise FleetError(f"cell {cell.index} {cell.slug}: {exc}") from None
+    return bake_target(spec, f"{images_dir}/{cell.slug}")
+
+
+def bake_target(spec: BuildSpec, context: str) -> dict[str, Any]:
+    """One build as a bake target; `context` as bake resolves it (relative to where bake runs)."""
     return {
-        "context": f"{images_dir}/{cell.slug}",
-        "dockerfile": "Dockerfile",
-        "tags": [f"{cell.image}:{tag}" for tag in tags.all],  # immutable first: what `push` pushes first
-        "labels": {
-            # The Dockerfile sets cell, torch and digest itself (same values); the axes are for people
-            # browsing a registry that shows labels.
-            "air-fleet.cell": cell.slug,
-            "air-fleet.digest": rendered.digest,
-            "air-fleet.torch": cell.torch,
-            "air-fleet.cloud": cell.cloud,
-            "air-fleet.variant": cell.variant,
-            "air-fleet.base": cell.base,
-            "air-fleet.stack": cell.stack,
-        },
-        "cache-from": [f"type=registry,ref={cache_ref}"],
-        "cache-to": [f"type=registry,ref={cache_ref},mode=max"],
-        "platforms": list(PLATFORMS),
+        "context": context,
+        "dockerfile": spec.dockerfile,
+        "tags": list(spec.tags),  # immutable first: what `push` pushes first
+        "args": dict(spec.build_args),
+        "labels": dict(spec.labels),
+        "cache-from": [f"type=registry,ref={ref}" for ref in spec.cache_from],
+        "cache-to": [export.buildx() for export in spec.cache_to],
+        "platforms": list(spec.platforms),
     }
 
 

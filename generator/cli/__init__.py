@@ -296,7 +296,8 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-repo",
         default=None,
         metavar="REPO",
-        help="registry repository for cache-from/cache-to (default: each cell's own)",
+        help="also a registry cache (mode=max) at REPO:buildcache-<slug>, for a BuildKit cluster "
+        "(always: the inline cache and the group's pushed images, as the builder)",
     )
     s.add_argument("--json", action="store_true", help="also print the file")
 

@@ -51,6 +51,17 @@ INSTALL = {
     "uv": "uv pip install --python {python} --no-cache",
     "pip": "{python} -m pip install --no-cache-dir --break-system-packages",
 }
+# The installs of the locked environment download most of what a build fetches: they keep the installer's
+# download cache in a BuildKit cache mount (on the build machine, never in a layer), so the next build of
+# any cell there finds the packages already downloaded. The cache folder is named on the command line, so
+# a base that moves the installer's default cache (UV_CACHE_DIR, XDG_CACHE_HOME) cannot send it into the
+# layer; uv copies out of it (hard links cannot cross into the mount).
+CACHE_DIR = {"uv": "/root/.cache/uv", "pip": "/root/.cache/pip"}
+CACHE_MOUNT = "--mount=type=cache,id=air-fleet-{installer},target={target}"
+INSTALL_CACHED = {
+    "uv": "uv pip install --python {python} --cache-dir {cache} --link-mode=copy",
+    "pip": "{python} -m pip install --cache-dir {cache} --break-system-packages",
+}
 # One PEP 517 build option (it lands in setup.py's argv through setuptools' build_meta), per installer.
 BUILD_OPTION = {
     "uv": "-C--build-option={option}",
@@ -172,6 +183,14 @@ class Renderer:
     def _install(self, cell: Cell) -> str:
         return INSTALL[cell.installer].format(python=cell.python_path)
 
+    @staticmethod
+    def _cache_mount(cell: Cell) -> str:
+        return CACHE_MOUNT.format(installer=cell.installer, target=CACHE_DIR[cell.installer])
+
+    @staticmethod
+    def _install_cached(cell: Cell) -> str:
+        return INSTALL_CACHED[cell.installer].format(python=cell.python_path, cache=CACHE_DIR[cell.installer])
+
     def _arch_list(self, cell: Cell) -> str:
         caps = {self.facts.accelerators[a].compute_capability for a in cell.accelerators}
         return ";".join(sorted(caps))
@@ -183,6 +202,8 @@ class Renderer:
             "header": HEADER,
             "cell": cell,
             "install": self._install(cell),
+            "cache_mount": self._cache_mount(cell),
+            "install_cached": self._install_cached(cell),
             "efa": fabrics.get("efa", []) if needs_efa_block(cell, facts) else [],
             "efa_installer": next((a for a in cell.system_artifacts if a.project == "aws-efa-installer"), None),
             "infiniband": needs_ib_block(cell),

@@ -18,10 +18,13 @@ from generator.sandbox.bases import ensure_bases, stand_ins
 from generator.spec.profiles import load_profile
 from tests.conftest import ROOT
 
+HOST_CA = "/etc/ssl/certs/ca-certificates.crt"  # builds reach the package index through the host's proxy
 
-def sandbox_matrix(repository: str, variant: str, stacks: dict[str, str]) -> str:
+
+def sandbox_matrix(repository: str, variant: str, stacks: dict[str, str], cas: tuple[str, ...] = ()) -> str:
     """One cloud (aws), one variant, torch 2.13.0+cpu, Python 3.11; `stacks`: name -> pinned pip package
-    (`""` for the plain stack), each package also declared as an extension."""
+    (`""` for the plain stack), each package also declared as an extension; `cas`: CA files trusted besides
+    the host's bundle."""
     lines = [
         "schema: 1",
         'python: "3.11"',
@@ -29,7 +32,7 @@ def sandbox_matrix(repository: str, variant: str, stacks: dict[str, str]) -> str
         "clouds: [aws]",
         f"variants: [{variant}]",
         "accelerators: [GPU_1xA10]",
-        "extra_ca_certificates: [/etc/ssl/certs/ca-certificates.crt]",
+        f"extra_ca_certificates: [{', '.join((HOST_CA, *cas))}]",
         "torch:",
         "  - {version: 2.13.0, torchvision: none, torchaudio: none}",
         "stacks:",
