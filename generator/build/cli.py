@@ -73,7 +73,7 @@ class BuildCli:
         argv = [*head, "--progress=plain", "--iidfile", str(iidfile), "--file", str(spec.context / spec.dockerfile)]
         for platform in spec.platforms:
             argv += ["--platform", platform]
-        for tag in (spec.ref,):  # aliases move only when push says so, after the checks
+        for tag in spec.tags:  # the candidate's tag only: aliases move at promote, after the probes
             argv += ["--tag", tag]
         for key, value in spec.build_args.items():
             argv += ["--build-arg", f"{key}={value}"]

@@ -87,8 +87,7 @@ class BuildSpec:
     slug: str
     context: Path  # the cell's directory
     dockerfile: str  # relative to the context
-    ref: str  # the immutable tag the build gives the image
-    aliases: tuple[str, ...] = ()  # moving tags (bake's --push sets them; the builder leaves them to push)
+    ref: str  # the candidate's immutable tag: the build's only tag (aliases are promote's, in the release repository)
     build_args: Mapping[str, str] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
     cache_from: tuple[str, ...] = ()  # image refs whose (inline or registry) cache the build may reuse
@@ -97,7 +96,7 @@ class BuildSpec:
 
     @property
     def tags(self) -> tuple[str, ...]:
-        return (self.ref, *self.aliases)
+        return (self.ref,)
 
 
 def build_spec(
@@ -105,7 +104,6 @@ def build_spec(
     context: Path,
     group: Sequence[RenderedCell],
     *,
-    aliases: Sequence[str] = (),
     cache_repo: str | None = None,
 ) -> BuildSpec:
     """The build of one cell. `group`: the cells sharing its torch layer (`groups`), itself included.
@@ -127,7 +125,6 @@ def build_spec(
         context=context,
         dockerfile="Dockerfile",
         ref=rendered.ref,
-        aliases=tuple(aliases),
         build_args={INLINE_CACHE_ARG: "1"},
         labels={
             # The Dockerfile sets cell, torch and digest itself (same values); the axes are for people

@@ -9,8 +9,9 @@
   there, it resolves contexts against its working directory), the cell's Dockerfile, `linux/amd64`.
 - **The build.** Each target is `generator.build.spec.build_spec`, the description the builder turns into
   its docker command line: the same build args, labels, platform and cache (tests/test_build_spec.py).
-- **Tags.** `generator.release.tags.tags_for`: the immutable `<slug>-<12 hex>` first, then the aliases `<slug>`
-  and `<slug>-<yyyymmdd>`, each on the cell's repository: the same tags `push` gives.
+- **Tags.** The candidate only: the immutable `<slug>-<12 hex>` in the staging repository, the tag `build`
+  gives and `push` pushes. `bake --push` therefore pushes candidates, which no user pulls; the release
+  repository and its moving aliases are `promote`'s alone, after the probes tested that very manifest.
 - **Cache.** As the builder: the inline cache into each image (`type=inline`, and the build argument
   `BUILDKIT_INLINE_CACHE=1`), and the images of the cell's group (same base, torch build and Python) as
   `type=registry` cache sources, so the torch layer is reused across machines. `cache=` (`--cache-repo`)
@@ -18,13 +19,11 @@
   a BuildKit cluster can write and the engine's built-in BuildKit cannot.
 - **Groups.** `default` (all), `<cloud>`, `<cloud>-<variant>`, `torch<major>_<minor>`.
 
-Pure: the date for the dated alias is a parameter, and the document's keys are sorted when written, so
-the same fleet and date give the same bytes.
+Pure: the document's keys are sorted when written, so the same fleet gives the same bytes.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import re
 from pathlib import Path
@@ -34,7 +33,7 @@ from generator.atomic import write_if_changed
 from generator.build.spec import BuildSpec, GroupKey, build_spec, group_key
 from generator.build.spec import groups as build_groups
 from generator.errors import FleetError
-from generator.release.tags import tags_for
+from generator.release.tags import check_tag
 from generator.render.renderer import RenderedCell
 from generator.resolve.checks import FAIL
 
@@ -66,16 +65,14 @@ def bake_file(
     images_dir: Path,
     *,
     cache: str | None = None,
-    date: datetime.date | None = None,
     root: Path | None = None,
 ) -> dict[str, Any]:
     """The bake document for `rendered` (FAILing cells left out: they are never built).
 
     `images_dir` is where the cell directories are; an absolute one is made relative to `root` (the
     repository root) when it lies under it. `cache` is the repository of the build cache (default: each
-    cell's own). `date` is the dated alias's day (default: today, UTC).
+    cell's own).
     """
-    day = date or datetime.datetime.now(datetime.UTC).date()
     base = _relative(images_dir, root)
     targets: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {"default": []}
@@ -85,7 +82,7 @@ def bake_file(
         name = target_name(r.cell.slug)
         if name in targets:  # `a.b` and `a_b` both become `a_b`: bake would silently keep one
             raise FleetError(f"cells {targets[name]['labels']['air-fleet.cell']} and {r.cell.slug}: one bake target")
-        targets[name] = _target(r, base, sharing, cache, day)
+        targets[name] = _target(r, base, sharing, cache)
         for group in groups_of(r):
             groups.setdefault(group, []).append(name)
     clash = sorted(set(groups) & set(targets))
@@ -112,18 +109,11 @@ def _target(
     images_dir: str,
     sharing: dict[GroupKey, list[RenderedCell]],
     cache: str | None,
-    day: datetime.date,
 ) -> dict[str, Any]:
     cell = rendered.cell
     try:
-        tags = tags_for(cell.slug, rendered.digest, day)
-        spec = build_spec(
-            rendered,
-            Path(images_dir) / cell.slug,
-            sharing[group_key(rendered)],
-            aliases=[f"{cell.image}:{tag}" for tag in tags.aliases],
-            cache_repo=cache,
-        )
+        check_tag(rendered.tag)
+        spec = build_spec(rendered, Path(images_dir) / cell.slug, sharing[group_key(rendered)], cache_repo=cache)
     except ValueError as exc:
         raise FleetError(f"cell {cell.index} {cell.slug}: {exc}") from None
     return bake_target(spec, f"{images_dir}/{cell.slug}")
@@ -134,7 +124,7 @@ def bake_target(spec: BuildSpec, context: str) -> dict[str, Any]:
     return {
         "context": context,
         "dockerfile": spec.dockerfile,
-        "tags": list(spec.tags),  # immutable first: what `push` pushes first
+        "tags": list(spec.tags),  # the candidate's immutable tag
         "args": dict(spec.build_args),
         "labels": dict(spec.labels),
         "cache-from": [f"type=registry,ref={ref}" for ref in spec.cache_from],
