@@ -185,11 +185,6 @@ def manifest_exists_http(
     source = CredentialSource(env) if source is None else source
 
     def once() -> bool:
-        answer = oci.manifest(ref, method="HEAD", source=source, timeout=timeout, advice=ADVICE)
-        if 200 <= answer.status < 300:
-            return True
-        if answer.status == 404:
-            return False
-        raise oci.unexpected(ref, answer, "HEAD", ADVICE)
+        return oci.head(ref, source=source, timeout=timeout, advice=ADVICE) is not None
 
     return asking(ref, once, policy=policy, sleep=sleep)

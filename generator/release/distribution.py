@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from generator.release import oci
-from generator.release.credentials import ENV_PASSWORD, ENV_USERNAME, CredentialSource
+from generator.release.credentials import CredentialSource
 from generator.release.registry import TRANSIENT_STATUS, RegistryError
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -58,8 +58,7 @@ class Registry:
         reply = self._send("GET", repo, f"manifests/{reference}", accept=oci.MANIFEST_TYPES, ok=(200, 404))
         if reply.status == 404:
             return None
-        media = (reply.header("Content-Type") or "").split(";")[0].strip() or None
-        return oci.Answer(reply.status, reply.header("Docker-Content-Digest"), media, reply.body)
+        return oci.Answer(reply.status, reply.header("Docker-Content-Digest"), reply.media_type, reply.body)
 
     def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest `reference` resolves to in `repo` (HEAD), or None when it is not there."""
@@ -96,8 +95,7 @@ class Registry:
         reply = self._send(
             "GET", repo, f"referrers/{digest}", accept=("application/vnd.oci.image.index.v1+json",), ok=(200, 404)
         )
-        media = (reply.header("Content-Type") or "").split(";")[0].strip()
-        if reply.status != 200 or media != "application/vnd.oci.image.index.v1+json":
+        if reply.status != 200 or reply.media_type != "application/vnd.oci.image.index.v1+json":
             return None
         return list(json.loads(reply.body).get("manifests") or [])
 
@@ -168,19 +166,12 @@ class Registry:
         headers = {"Accept": ", ".join(accept)} if accept else {}
         if content_type:
             headers["Content-Type"] = content_type
-        ref = f"{self.host}/{repo}"
-        opener = oci.opener(self.host)
         call = oci.Call(method, url, headers, body, limit)
-        reply, challenge = oci.send(opener, call, self._auth.get(repo), ref, self.timeout, self.advice, what)
-        if reply.status == 401:
-            creds = self.source.for_registry(self.host)
-            if creds.anonymous:
-                why = f"{self.host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
-                raise RegistryError(ref, why, self.advice, doing=what)
-            auth = oci.authorization(opener, challenge, creds, repo, ref, self.timeout, self.advice)
-            reply, _ = oci.send(opener, call, auth, ref, self.timeout, self.advice, what)
-            if reply.status == 401:
-                raise RegistryError(ref, f"{self.host} refused the credentials from the {creds.source}", doing=what)
+        ref = f"{self.host}/{repo}"
+        reply, auth = oci.authorized(
+            call, self._auth.get(repo), self.host, repo, ref, self.source, self.timeout, self.advice, what
+        )
+        if auth is not None:
             self._auth[repo] = auth
         if reply.status not in ok:
             raise self._error(
@@ -224,9 +215,19 @@ def walk_blobs(manifest_body: bytes) -> Iterator[str]:
     """The digests of every blob an image manifest names: its config, then its layers (and an
     artifact's, and a subject-carrying manifest's); none for an index (its children are manifests)."""
     document = json.loads(manifest_body)
-    config = document.get("config")
-    if isinstance(config, dict) and config.get("digest"):
-        yield str(config["digest"])
+    config = _config_of(document)
+    if config:
+        yield config
     for layer in document.get("layers") or []:
         if isinstance(layer, dict) and layer.get("digest"):
             yield str(layer["digest"])
+
+
+def config_digest(manifest_body: bytes) -> str | None:
+    """The config blob an image manifest names (None for an index, which names manifests instead)."""
+    return _config_of(json.loads(manifest_body))
+
+
+def _config_of(document: dict[str, Any]) -> str | None:
+    config = document.get("config")
+    return str(config["digest"]) if isinstance(config, dict) and config.get("digest") else None

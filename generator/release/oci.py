@@ -56,21 +56,49 @@ def manifest(ref: str, *, method: str, source: CredentialSource, timeout: float,
     call = Call(
         method, f"{scheme(host)}://{host}/v2/{repo}/manifests/{reference}", {"Accept": ", ".join(MANIFEST_TYPES)}
     )
-    client = opener(host)
-    reply, challenge = send(client, call, None, ref, timeout, advice)
-    if reply.status == 401:
-        creds = source.for_registry(host)
-        if creds.anonymous:
-            why = f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
-            raise RegistryError(ref, why, advice)
-        auth = authorization(client, challenge, creds, repo, ref, timeout, advice)
-        reply, _ = send(client, call, auth, ref, timeout, advice)
-        if reply.status == 401:
-            raise RegistryError(ref, f"{host} refused the credentials from the {creds.source}", advice)
+    reply, _ = authorized(call, None, host, repo, ref, source, timeout, advice)
     if not 200 <= reply.status < 300:
         return Answer(reply.status)
-    media = (reply.header("Content-Type") or "").split(";")[0].strip() or None
-    return Answer(reply.status, reply.header("Docker-Content-Digest"), media, reply.body)
+    return Answer(reply.status, reply.header("Docker-Content-Digest"), reply.media_type, reply.body)
+
+
+def head(ref: str, *, source: CredentialSource, timeout: float, advice: str) -> Answer | None:
+    """The HEAD answer for the manifest `ref` names; None when the registry has no such manifest (404).
+    Any other status is a RegistryError (transient for 408, 429, 5xx), for the caller's retry policy."""
+    answer = manifest(ref, method="HEAD", source=source, timeout=timeout, advice=advice)
+    if answer.status == 404:
+        return None
+    if not 200 <= answer.status < 300:
+        raise unexpected(ref, answer, "HEAD", advice)
+    return answer
+
+
+def authorized(
+    call: Call,
+    auth: str | None,
+    host: str,
+    repo: str,
+    ref: str,
+    source: CredentialSource,
+    timeout: float,
+    advice: str,
+    doing: str | None = None,
+) -> tuple[Reply, str | None]:
+    """`call` sent with `auth` (None: anonymously first); a 401 is answered once with the registry's
+    credentials for `host`. (the reply, the Authorization that got it, to reuse for the same repository)."""
+    client = opener(host)
+    reply, challenge = send(client, call, auth, ref, timeout, advice, doing)
+    if reply.status != 401:
+        return reply, auth
+    creds = source.for_registry(host)
+    if creds.anonymous:
+        why = f"{host} wants credentials: set {ENV_USERNAME} and {ENV_PASSWORD}, or `docker login` to it"
+        raise RegistryError(ref, why, advice, doing=doing)
+    auth = authorization(client, challenge, creds, repo, ref, timeout, advice)
+    reply, _ = send(client, call, auth, ref, timeout, advice, doing)
+    if reply.status == 401:
+        raise RegistryError(ref, f"{host} refused the credentials from the {creds.source}", advice, doing=doing)
+    return reply, auth
 
 
 def unexpected(ref: str, answer: Answer, method: str, advice: str) -> RegistryError:
@@ -152,6 +180,11 @@ class Reply:
             if key.lower() == name.lower():
                 return value
         return None
+
+    @property
+    def media_type(self) -> str | None:
+        """Content-Type without its parameters."""
+        return (self.header("Content-Type") or "").split(";")[0].strip() or None
 
 
 def send(

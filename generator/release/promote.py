@@ -38,7 +38,7 @@ from generator.clock import utc_stamp
 from generator.progress import to_stderr
 from generator.release import oci
 from generator.release.credentials import CredentialsError, CredentialSource
-from generator.release.distribution import Registry, walk_blobs
+from generator.release.distribution import Registry, config_digest, walk_blobs
 from generator.release.gate import Candidate, promotion_gate, short_digest
 from generator.release.registry import RegistryError, asking
 from generator.release.tags import Tags, tags_for
@@ -138,6 +138,11 @@ class _Plan:
     candidate: Candidate
     manifest: oci.Answer
     done: bool = False  # the release repository already holds the immutable tag as D
+
+    @property
+    def media_type(self) -> str:
+        """What the manifest is PUT as: what staging said it is (a Docker v2 manifest if it said nothing)."""
+        return self.manifest.media_type or oci.MANIFEST_TYPES[3]
 
 
 class _Run:
@@ -256,7 +261,7 @@ class _Run:
             if not p.done:
                 for way in self._copy_manifest(registry, c, p.manifest):
                     result.blobs[way] = result.blobs.get(way, 0) + 1
-                body, media = p.manifest.body, p.manifest.media_type or oci.MANIFEST_TYPES[3]
+                body, media = p.manifest.body, p.media_type
                 ref = f"{c.host}/{c.release}:{p.tags.immutable}"
                 self.ask(ref, lambda: registry.put_manifest(c.release, p.tags.immutable, body, media))
                 self.say(f"{c.slug}: {ref} = {short_digest(p.candidate.manifest_digest)} ({_ways(result.blobs)})")
@@ -290,7 +295,7 @@ class _Run:
 
     def _aliases(self, p: _Plan, result: PromoteResult) -> bool:
         c, registry = p.cell, self.registry(p.cell.host)
-        body, media = p.manifest.body, p.manifest.media_type or oci.MANIFEST_TYPES[3]
+        body, media = p.manifest.body, p.media_type
         for alias in p.tags.aliases:
             try:
                 self.ask(f"{c.host}/{c.release}:{alias}", partial(registry.put_manifest, c.release, alias, body, media))
@@ -338,10 +343,7 @@ class _Run:
 
 
 def _config_digest(manifest: oci.Answer) -> str | None:
-    if manifest.media_type in oci.INDEX_TYPES:
-        return None
-    config = json.loads(manifest.body).get("config")
-    return str(config["digest"]) if isinstance(config, dict) and config.get("digest") else None
+    return None if manifest.media_type in oci.INDEX_TYPES else config_digest(manifest.body)
 
 
 def _ways(blobs: dict[str, int]) -> str:

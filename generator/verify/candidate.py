@@ -50,12 +50,10 @@ def candidate_digest(ref: str, source: CredentialSource) -> str | None:
     RegistryError when the registry cannot say (after a few tries for what may pass)."""
 
     def once() -> str | None:
-        answer = oci.manifest(ref, method="HEAD", source=source, timeout=LOOKUP_TIMEOUT_S, advice=ADVICE)
-        if answer.status == 404:
-            return None
-        if not 200 <= answer.status < 300 or not answer.digest:
+        answer = oci.head(ref, source=source, timeout=LOOKUP_TIMEOUT_S, advice=ADVICE)
+        if answer is not None and not answer.digest:  # a digest is what is asked for: no header, no answer
             raise oci.unexpected(ref, answer, "HEAD", ADVICE)
-        return answer.digest
+        return None if answer is None else answer.digest
 
     return asking(ref, once)
 
