@@ -12,7 +12,7 @@ PROFILE ?= sandbox
 JOBS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-down \
+.PHONY: help setup fleet list check generate generate-check lint test clean sandbox-up sandbox-status sandbox-clean sandbox-down \
 	lock outdated build probe bench push audit promote publish
 
 help: ## show this help
@@ -43,6 +43,9 @@ sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build th
 
 sandbox-status: $(INSTALLED) ## what runs: engine, registry
 	$(GEN) sandbox status
+
+sandbox-clean: $(INSTALLED) ## give back the disk earlier runs filled: images tagged for the sandbox registry, build cache, the registry's store
+	$(GEN) sandbox clean
 
 sandbox-down: $(INSTALLED) ## stop what sandbox-up started (never an engine it did not start)
 	$(GEN) sandbox down

@@ -32,6 +32,7 @@ examples:
 
   python -m generator sandbox up                start the local Docker engine and registry (installs them
                                                 if missing) and build the sandbox's stand-in base images
+  python -m generator sandbox clean             give back the disk earlier runs filled (images, registry)
   python -m generator --profile sandbox lock    resolve every file the cells COPY (name, URL, sha256)
   python -m generator --profile sandbox build   generate, then build what is out of date (-j N in parallel)
   python -m generator --profile sandbox build 3 'aws-*'   some cells only
@@ -304,9 +305,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sandbox", help="the local Docker engine, registry and stand-in base images")
     s.add_argument(
         "action",
-        choices=("up", "status", "down", "browser"),
-        help="up: start (install if missing); down: stop; browser: install Debian's chromium if missing (the "
-        "page's tests load it there) and print its path",
+        choices=("up", "status", "down", "clean", "browser"),
+        help="up: start (install if missing; fails early when the disk is nearly full); down: stop; clean: "
+        "remove the images tagged for the sandbox registry, untagged images and the build cache, and empty "
+        "the registry the sandbox started (the stand-in bases stay and are pushed again); browser: install "
+        "Debian's chromium if missing (the page's tests load it there) and print its path",
     )
     s.add_argument("--json", action="store_true", help="machine-readable status")
 

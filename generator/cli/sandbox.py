@@ -21,6 +21,15 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         else:
             print(f"chromium: {path}")
         return 0
+    if args.action == "clean":
+        cleaned = services.clean(progress=say)
+        states = services.status()
+        # The stand-ins stay in the engine; pushing them again makes the emptied registry usable at once.
+        if all(s.running for s in states):
+            ensure_bases(connect(), progress=say)
+        if args.json:
+            print_json({"cleaned": cleaned.as_json(), "services": [s.as_json() for s in states]})
+        return 0
     if args.action == "up":
         states = services.up(progress=say)
         stand_ins = [(s.ref, outcome) for s, outcome in ensure_bases(connect(), progress=say)]

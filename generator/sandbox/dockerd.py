@@ -82,11 +82,30 @@ def ensure(files: StateFiles, engine: Engine, progress: Progress) -> ServiceStat
     return state(files, engine)
 
 
+def root_dir(engine: Engine) -> Path | None:
+    """Where the engine keeps its images (DockerRootDir), when it is a local engine that answers; else None."""
+    if not engine.host.startswith("unix://"):
+        return None  # a remote engine's disk is not ours to measure
+    try:
+        client = _client(engine.host)
+        try:
+            root = Path(str(client.info().get("DockerRootDir") or ""))
+        finally:
+            client.close()
+    except (docker.errors.DockerException, OSError):
+        return None
+    return root if root.is_absolute() and root.exists() else None
+
+
+def _client(host: str) -> docker.DockerClient:
+    # from_env with DOCKER_HOST swapped in keeps the user's TLS settings (DOCKER_CERT_PATH, ...).
+    return docker.from_env(environment={**os.environ, "DOCKER_HOST": host}, timeout=5)
+
+
 def _problem(host: str) -> str | None:
     """None when the engine at `host` answers a ping, else why not (one line)."""
     try:
-        # from_env with DOCKER_HOST swapped in keeps the user's TLS settings (DOCKER_CERT_PATH, ...).
-        client = docker.from_env(environment={**os.environ, "DOCKER_HOST": host}, timeout=5)
+        client = _client(host)
     except (docker.errors.DockerException, OSError) as exc:
         return first_line(exc)
     try:

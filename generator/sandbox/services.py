@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from generator.sandbox import apt, dockerd, layout, processes
+from generator.sandbox import apt, diskspace, dockerd, layout, processes
+from generator.sandbox import clean as sandbox_clean
 from generator.sandbox import registry as local_registry  # `registry` is the address parameter below
 from generator.sandbox.dockerd import DEFAULT_DOCKER_HOST, Engine, default_engine
 from generator.sandbox.errors import ServiceError
@@ -28,6 +29,7 @@ __all__ = [
     "ServiceError",
     "ServiceState",
     "browser",
+    "clean",
     "default_engine",
     "down",
     "status",
@@ -52,7 +54,19 @@ def up(
         states = [dockerd.ensure(files, engine, progress), local_registry.ensure(files, host, port, progress)]
         # The stand-in base images start from a Debian rootfs made by debootstrap: install it with the rest.
         apt.program("stand-in bases", "debootstrap", files.apt_log, progress)
+        _check_disk(files, engine, progress)
         return states
+
+
+def _check_disk(files: layout.StateFiles, engine: Engine, progress: Progress) -> None:
+    """Fail now, in one line, when the engine's or the registry's disk is nearly full (see diskspace)."""
+    minimum = diskspace.minimum_free()
+    if minimum == 0:
+        return
+    root = dockerd.root_dir(engine)
+    stores = {"the registry's store": files.registry_data} | ({"the engine's images": root} if root else {})
+    for found in diskspace.check(stores, minimum):
+        progress(f"disk: {found.free / diskspace.GB:.1f} GB free for {found.path} (floor {minimum:g} GB)")
 
 
 def browser(state: Path | None = None, progress: Progress = print) -> str:
@@ -97,3 +111,15 @@ def down(
         else:
             progress(f"{service.name}: not running")
     return states
+
+
+def clean(
+    state: Path | None = None,
+    registry: str = DEFAULT_REGISTRY,
+    progress: Progress = print,
+    *,
+    engine: Engine | None = None,
+    build_cache: bool = True,
+) -> sandbox_clean.Cleaned:
+    """Remove the images and registry content earlier runs left (generator.sandbox.clean says which)."""
+    return sandbox_clean.clean(state, registry, engine or default_engine(), progress, build_cache=build_cache)

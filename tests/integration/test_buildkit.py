@@ -12,6 +12,7 @@ cache of every earlier build away.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +98,9 @@ def test_a_fresh_runner_reuses_the_torch_layer_the_registry_holds(run: Run, caps
     assert a.cache_sources == [einops.ref] and a.missing_cache_sources == [einops.ref]
     log = Path(str(a.log)).read_text()
     assert log.startswith(f"# {a.builder}: ") and "--progress=plain" in log.splitlines()[0]
-    assert "#1 [internal] load build definition from Dockerfile" in log  # the plain output, whole
+    # The plain output, whole. BuildKit numbers its first vertices in whichever order they start (the
+    # Dockerfile and .dockerignore load at once), so the step's number is not part of the check.
+    assert re.search(r"^#\d+ \[internal\] load build definition from Dockerfile", log, re.M), log[:2000]
     # The downloads went into the installer's cache mount, on the engine, not into a layer.
     mounts = [r for r in fresh_runner.cache_records(run.client) if r["Type"] == "exec.cachemount"]
     assert any("/root/.cache/uv" in r["Description"] and r["Size"] > 0 for r in mounts), mounts

@@ -92,8 +92,10 @@ def test_up_brings_both_up_and_is_idempotent(shared: Sandbox) -> None:
     assert first["registry"].address == "127.0.0.1:5000"
     lines: list[str] = []
     again = by_name(services.up(progress=lines.append))
-    assert [line.split(":")[0] for line in lines] == ["dockerd", "registry"]
-    assert all(" already running" in line for line in lines), lines
+    services_lines = [line for line in lines if not line.startswith("disk: ")]
+    assert [line.split(":")[0] for line in services_lines] == ["dockerd", "registry"]
+    assert all(" already running" in line for line in services_lines), lines
+    assert any(line.startswith("disk: ") and " GB free for " in line for line in lines), lines
     for name in ("dockerd", "registry"):
         assert again[name].running
         assert again[name].pid == first[name].pid, f"{name}: a second up started a new process"
@@ -111,7 +113,7 @@ def test_up_starts_a_registry_bound_to_loopback_with_storage_in_state(scratch: S
     config = (scratch.state / "registry" / "config.yml").read_text()
     assert f"addr: {scratch.registry}\n" in config
     assert f"rootdirectory: {scratch.state / 'registry' / 'data'}\n" in config
-    assert scratch.lines[-2:] == [
+    assert [line for line in scratch.lines if not line.startswith("disk: ")][-2:] == [
         f"registry: starting on {scratch.registry}…",
         f"registry: running (pid {registry.pid}) at {scratch.registry}, storage {scratch.state / 'registry' / 'data'}",
     ]
@@ -281,3 +283,66 @@ def test_an_unreachable_engine_is_reported_not_raised(tmp_path: Path) -> None:
 # with `--bridge none`) deletes the shared docker0 bridge, and every build on the main engine then fails.
 # The start path runs for real in CI instead: `make test` calls `sandbox up` on a machine where nothing
 # is started yet, and every integration test after it needs the engine it started.
+
+
+def test_up_refuses_a_nearly_full_disk_in_one_line(
+    shared: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A floor no disk here meets: the real free space of the real filesystem is measured and found short.
+    monkeypatch.setenv("AIR_FLEET_MIN_FREE_GB", "1000000000")
+    registry = f"127.0.0.1:{free_port()}"
+    try:
+        with pytest.raises(ServiceError) as caught:
+            services.up(tmp_path, registry, progress=lambda _: None)
+    finally:
+        services.down(tmp_path, registry, progress=lambda _: None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.search(r"^not enough disk space: \d+\.\d GB free for the registry's store \(", message), message
+    assert "below the 1e+09 GB" in message and "`python -m generator sandbox clean`" in message
+    monkeypatch.setenv("AIR_FLEET_MIN_FREE_GB", "0")  # 0 turns the check off
+    lines: list[str] = []
+    try:
+        assert by_name(services.up(tmp_path, registry, progress=lines.append))["registry"].running
+    finally:
+        services.down(tmp_path, registry, progress=lambda _: None)
+    assert not any(line.startswith("disk: ") for line in lines), lines
+
+
+def test_clean_empties_its_registry_and_removes_only_images_tagged_for_it(shared: Sandbox, tmp_path: Path) -> None:
+    registry = f"127.0.0.1:{free_port()}"
+    services.up(tmp_path, registry, progress=lambda _: None)
+    marker = uuid.uuid4().hex[:12]
+    client = docker.from_env(timeout=120)
+    try:
+        only_here, also_elsewhere = f"{registry}/sandbox-test/gone", f"{registry}/sandbox-test/kept"
+        client.api.import_image_from_data(tiny_rootfs(marker), repository=only_here, tag=marker)
+        client.api.import_image_from_data(tiny_rootfs(marker + "k"), repository=also_elsewhere, tag=marker)
+        kept = client.images.get(f"{also_elsewhere}:{marker}")
+        kept.tag(f"sandbox-test-kept-{marker}", tag="local")  # a tag outside the registry: the image stays
+        push(client, only_here, marker)
+        data = tmp_path / "registry" / "data"
+        assert list(data.rglob("_manifests"))
+        lines: list[str] = []
+        cleaned = services.clean(tmp_path, registry, progress=lines.append, build_cache=False)
+        assert cleaned.images == 1 and cleaned.registry_emptied, lines
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(f"{only_here}:{marker}")
+        assert client.images.get(kept.id).id == kept.id
+        assert not data.exists() or not list(data.rglob("_manifests")), "the registry's store was not emptied"
+        assert by_name(services.status(tmp_path, registry))["registry"].running, "clean left the registry down"
+        with NO_PROXY.open(f"http://{registry}/v2/_catalog", timeout=5) as response:
+            assert json.load(response)["repositories"] == []
+        assert lines[-1].startswith("disk: ") and " GB after" in lines[-1], lines
+        client.images.remove(kept.id, force=True)
+    finally:
+        client.close()
+        services.down(tmp_path, registry, progress=lambda _: None)
+
+
+def test_clean_leaves_a_registry_it_did_not_start(shared: Sandbox, tmp_path: Path) -> None:
+    # The shared registry seen from another state folder: answering, but not this state's to empty.
+    lines: list[str] = []
+    cleaned = services.clean(tmp_path, services.DEFAULT_REGISTRY, progress=lines.append, build_cache=False)
+    assert not cleaned.registry_emptied
+    assert any("its store is left alone" in line for line in lines), lines
