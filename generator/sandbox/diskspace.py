@@ -55,20 +55,21 @@ def space(store: str, path: Path) -> Space:
     return Space(store, path, stats.f_bavail * stats.f_frsize, probe.stat().st_dev)
 
 
-def check(stores: Mapping[str, Path], minimum_gb: float) -> list[Space]:
-    """Each filesystem the stores live on, once; raise ServiceError when one has less than `minimum_gb` free."""
-    seen: dict[int, Space] = {}
-    grouped: dict[int, list[str]] = {}
+def check(stores: Mapping[str, Path], minimum_gb: float) -> list[str]:
+    """One line per filesystem the stores live on ("69.9 GB free for <store> (<path>) and ...");
+    raise ServiceError when one of them has less than `minimum_gb` free."""
+    free: dict[int, int] = {}
+    names: dict[int, list[str]] = {}
     for store, path in stores.items():
         found = space(store, path)
-        seen.setdefault(found.device, found)
-        grouped.setdefault(found.device, []).append(f"{store} ({path})")
-    short = [(seen[device], names) for device, names in grouped.items() if seen[device].free < minimum_gb * GB]
+        free.setdefault(found.device, found.free)
+        names.setdefault(found.device, []).append(f"{store} ({path})")
+    lines = {device: f"{free[device] / GB:.1f} GB free for {' and '.join(names[device])}" for device in free}
+    short = [lines[device] for device in free if free[device] < minimum_gb * GB]
     if short:
-        where = "; ".join(f"{s.free / GB:.1f} GB free for {' and '.join(names)}" for s, names in short)
         raise ServiceError(
-            f"not enough disk space: {where}, below the {minimum_gb:g} GB a fleet build or the test suite "
-            f"needs; `python -m generator sandbox clean` removes what earlier runs left in the engine and "
+            f"not enough disk space: {'; '.join(short)}, below the {minimum_gb:g} GB a fleet build or the test "
+            f"suite needs; `python -m generator sandbox clean` removes what earlier runs left in the engine and "
             f"the registry ({MIN_FREE_ENV} sets the floor, 0 turns the check off)"
         )
-    return list(seen.values())
+    return list(lines.values())

@@ -65,8 +65,8 @@ def _check_disk(files: layout.StateFiles, engine: Engine, progress: Progress) ->
         return
     root = dockerd.root_dir(engine)
     stores = {"the registry's store": files.registry_data} | ({"the engine's images": root} if root else {})
-    for found in diskspace.check(stores, minimum):
-        progress(f"disk: {found.free / diskspace.GB:.1f} GB free for {found.path} (floor {minimum:g} GB)")
+    for line in diskspace.check(stores, minimum):
+        progress(f"disk: {line} (floor {minimum:g} GB)")
 
 
 def browser(state: Path | None = None, progress: Progress = print) -> str:
