@@ -97,8 +97,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         yield cell
 
 
-def _leftover_probe_containers(client: docker.DockerClient) -> list[str]:
-    return [c.id for c in client.containers.list(all=True, filters={"label": "air-fleet.probe"})]
+def _leftover_probe_containers(client: docker.DockerClient, ref: str) -> list[str]:
+    # Only this test's image: probes of other runs sharing the engine are not this probe's leftovers.
+    found = client.containers.list(all=True, filters={"label": "air-fleet.probe", "ancestor": ref})
+    return [c.id for c in found]
 
 
 def test_a_good_image_probes_ok_and_gpu_facts_are_not_measured(built: Built) -> None:
@@ -123,7 +125,7 @@ def test_a_good_image_probes_ok_and_gpu_facts_are_not_measured(built: Built) -> 
     assert record["image_id"] == built.client.images.get(built.rendered.ref).id
     assert [c["title"] for c in record["checks"]][:2] == ["Image", "CUDA toolkit vs host driver"]
     assert record["facts"] == result.facts
-    assert not _leftover_probe_containers(built.client)
+    assert not _leftover_probe_containers(built.client, built.rendered.ref)
 
 
 def test_an_extension_built_for_the_wrong_abi_fails(built: Built, tmp_path: Path) -> None:
@@ -204,7 +206,7 @@ def test_a_probe_over_its_time_is_stopped_and_cleaned_up(built: Built) -> None:
         timeout=0.05,
     )
     assert result.status == FAIL and result.error and "no answer from the probe" in result.error
-    assert not _leftover_probe_containers(built.client)
+    assert not _leftover_probe_containers(built.client, built.rendered.ref)
 
 
 def test_the_page_shows_the_real_probe_and_no_gpu_figure(built: Built, browser: Browser, artifacts: Path) -> None:
