@@ -14,7 +14,12 @@ release repository through the registry's API. No rebuild, no Docker engine, no 
   re-run finds the immutable copies done and completes the aliases.
 - **Records.** `results/<profile>/promote/<slug>.json`: slug, digest (content), status, manifest_digest,
   staging_ref and release_ref (`<repository>@<D>`), tags, blobs (how each blob got there), reason,
-  promoted_at, unreachable. `register` takes the release reference from it.
+  promoted_at, signed and signature (where signing is configured), unreachable. `register` takes the
+  release reference from it.
+- **Signing** (`signer=`, which the CLI passes where the fleet has a key: generator/sign/): each promoted
+  digest is signed once its immutable tag and aliases are in place, so a signature never names a manifest
+  the release repository lacks. A cell promoted but not signed is a failure (exit status 1): register
+  would refuse it.
 - **Accounting** (`accounting=`, which the CLI passes): the matrix's `vulnerabilities:` policy over the
   cell's audit record and its `size:` policy over the registry; a refusal names the advisory or the growth.
 - **Retries, credentials, secrets** as for push: transient trouble is retried with backoff; a registry
