@@ -36,6 +36,7 @@ fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built
 	$(GEN) --profile sandbox bench --quick
 	$(GEN) --profile sandbox audit
 	$(GEN) --profile sandbox promote --atomic
+	$(GEN) --profile sandbox verify
 	$(GEN) --profile sandbox publish
 
 sandbox-up: $(INSTALLED) ## start the local Docker engine and registry, build the stand-in base images

@@ -134,6 +134,15 @@ class SizePolicy:
 
 
 @dataclass(frozen=True)
+class SigningPolicy:
+    """The key pair promoted images are signed with (`signing:`), paths resolved against the matrix file.
+    Without one, nothing here signs: the real fleet's nightly signs keyless with cosign instead."""
+
+    public_key: Path  # what `verify` and `register` check signatures with (SubjectPublicKeyInfo PEM)
+    key: Path | None = None  # the private key (PKCS#8 PEM); only where images are signed
+
+
+@dataclass(frozen=True)
 class Matrix:
     file: Path
     python: str
@@ -157,6 +166,7 @@ class Matrix:
     ca_certificates: tuple[str, ...] = ()
     vulnerabilities: VulnerabilityPolicy = field(default_factory=VulnerabilityPolicy)
     size: SizePolicy = field(default_factory=SizePolicy)
+    signing: SigningPolicy | None = None
 
     def stack(self, name: str) -> tuple[str, ...]:
         return dict(self.stacks)[name]

@@ -43,6 +43,16 @@ class Promoted(StrEnum):
     HELD = "held"  # --atomic: another cell kept this one back
 
 
+class Signed(StrEnum):
+    """What `sign` (or promote's signing) and `verify` found for a released image."""
+
+    SIGNED = "signed"  # a signature was added (or promote found a good one already there)
+    VERIFIED = "verified"  # every signature checked good against the public key
+    INVALID = "invalid"  # a signature not made by the key, or naming another image
+    UNSIGNED = "unsigned"  # no signature at all
+    FAILED = "failed"  # not promoted, or the registry could not be asked
+
+
 class Registered(StrEnum):
     """What `register` did with a pushed image."""
 

@@ -260,3 +260,30 @@ def test_the_trust_chain_is_intact_only_when_every_step_saw_the_released_manifes
     )
     chain = _row(tmp_path, cell)["chain"]
     assert (chain["intact"], chain["broken"], chain["missing"]) == (False, None, ["registered"])
+
+
+def test_a_signature_is_a_link_of_the_chain_once_a_sign_record_exists(tmp_path: Path, cell: RenderedCell) -> None:
+    canned.build(tmp_path, cell)
+    canned.probe(tmp_path, cell)
+    canned.write(
+        tmp_path,
+        "probe",
+        cell.cell.slug,
+        {**canned.read(tmp_path, "probe", cell.cell.slug), "manifest_digest": REPO_DIGEST},
+    )
+    canned.push(tmp_path, cell, REPO_DIGEST)
+    canned.promote(tmp_path, cell, REPO_DIGEST)
+    entry = {"ref": f"{cell.cell.image}@{REPO_DIGEST}", "slug": cell.cell.slug, "registered_at": STAMP, "cli": "air"}
+    canned.ledger(tmp_path, {REPO_DIGEST: entry})
+    # No sign record (signing not configured): the chain has no such link, and is whole without it.
+    assert _row(tmp_path, cell)["chain"]["intact"] is True
+
+    signed = {"slug": cell.cell.slug, "digest": cell.digest, "status": "verified", "manifest_digest": REPO_DIGEST}
+    canned.write(tmp_path, "sign", cell.cell.slug, signed)
+    chain = _row(tmp_path, cell)["chain"]
+    assert [link["step"] for link in chain["links"]] == ["staging", "probe", "release", "signed", "registered"]
+    assert chain["intact"] is True
+
+    canned.write(tmp_path, "sign", cell.cell.slug, {**signed, "status": "invalid"})  # a bad signature: no link
+    chain = _row(tmp_path, cell)["chain"]
+    assert (chain["intact"], chain["missing"]) == (False, ["signed"])

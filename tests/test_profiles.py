@@ -51,7 +51,7 @@ def test_a_misspelt_torch_from_is_refused_with_its_line(profile_dir: Path) -> No
     line = _line_of(path, "torch_form:")
     assert str(info.value) == (
         f"{path}:{line}: torch_form: unknown key 'torch_form' "
-        "(allowed: description, matrix, lock, images, torch_from, knowledge, bases_lock)"
+        "(allowed: description, matrix, lock, images, torch_from, knowledge, bases_lock, signing)"
     )
 
 

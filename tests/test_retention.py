@@ -27,8 +27,10 @@ def test_dated_aliases_go_when_old_and_beyond_the_newest_k_unless_something_kept
         Tag(R, _day(45), _digest(4)),  # old, beyond 2, registered
         Tag(R, _day(50), _digest(2)),  # old, beyond 2: goes
         Tag(R, f"{S}-{'2' * 12}", _digest(2)),  # its immutable tag keeps nothing: goes with the manifest
-        Tag(R, _day(60), _digest(3)),  # goes, and its SBOM with it
+        Tag(R, _day(60), _digest(3)),  # goes, and its SBOM and signatures with it
         Tag(R, f"sha256-{_digest(3)[7:]}.sbom", _digest(30)),
+        Tag(R, f"sha256-{_digest(3)[7:]}.sig", _digest(31)),
+        Tag(R, f"sha256-{_digest(0)[7:]}.sig", _digest(32)),  # the signatures of a kept manifest stay
         Tag(R, _day(70), _digest(0)),  # old, but its manifest is the moving alias's
         Tag(R, f"{S}-20261301", _digest(5)),  # not a date: not a dated alias, someone's tag
         Tag(R, "other-cell-20200101", _digest(6)),  # not a cell of this matrix: never touched
@@ -38,9 +40,11 @@ def test_dated_aliases_go_when_old_and_beyond_the_newest_k_unless_something_kept
         (_day(50), _digest(2)),
         (_day(60), _digest(3)),
         (f"sha256-{_digest(3)[7:]}.sbom", _digest(30)),
+        (f"sha256-{_digest(3)[7:]}.sig", _digest(31)),
     ]
     assert "older than 30 days, not in the newest 2" in result.delete[0].why
-    assert result.manifests() == [(R, _digest(2)), (R, _digest(3)), (R, _digest(30))]
+    assert result.delete[-1].why == f"the signatures of {R}:{_day(60)}"
+    assert result.manifests() == [(R, _digest(2)), (R, _digest(3)), (R, _digest(30)), (R, _digest(31))]
     spared = {s.tag: s.why for s in result.spared}
     assert set(spared) == {_day(45), _day(70)}
     assert spared[_day(45)].endswith("kept: its manifest is also registered")

@@ -13,6 +13,7 @@ from generator import __version__
 from generator.cli import audit as audit_cli
 from generator.cli import prune as prune_cli
 from generator.cli import sbom as sbom_cli
+from generator.cli import sign as sign_cli
 from generator.cli import size as size_cli
 from generator.errors import FleetError
 from generator.fleet import Fleet
@@ -42,6 +43,7 @@ examples:
   python -m generator --profile sandbox sbom     a CycloneDX SBOM per image, read inside it
   python -m generator --profile sandbox audit    known vulnerabilities of the locked packages, and the policy
   python -m generator --profile sandbox size     each candidate's size against its blessed image (the size gate)
+  python -m generator --profile sandbox verify   every signature of the released images, against the key
   python -m generator --profile sandbox prune    expired dated aliases and candidates (--yes deletes them)
   python -m generator --profile sandbox publish  the compatibility page (HTML, Markdown, JSON) from the records
 
@@ -318,6 +320,7 @@ def _parser() -> argparse.ArgumentParser:
     audit_cli.add_parser(sub)
     size_cli.add_parser(sub)
     prune_cli.add_parser(sub)
+    sign_cli.add_parser(sub)
     return p
 
 
@@ -368,4 +371,6 @@ COMMANDS = {
     "audit": "audit",
     "size": "size",
     "prune": "prune",
+    "sign": "sign",
+    "verify": "sign",
 }

@@ -41,7 +41,12 @@ def cmd_promote(fleet: Fleet, args: argparse.Namespace) -> int:
     def accounting(cell: PromoteCell, registry: Registry) -> tuple[bool, str]:
         return accounting_gate(results_dir, profile, cell, fleet.matrix, registry, today)
 
-    results = promote(chosen, profile=profile, atomic=args.atomic, date=today, accounting=accounting)
+    from generator.cli.sign import fleet_signing
+    from generator.sign.step import for_promote
+
+    signing = fleet_signing(fleet, private=True)  # a key that cannot be read stops promote before it starts
+    signer = for_promote(signing, results_dir, profile) if signing is not None else None
+    results = promote(chosen, profile=profile, atomic=args.atomic, date=today, accounting=accounting, signer=signer)
     if args.json:
         print_json({"profile": fleet.profile.name, "results": [r.record() for r in results]})
     else:
@@ -50,8 +55,11 @@ def cmd_promote(fleet: Fleet, args: argparse.Namespace) -> int:
 
 
 def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
+    from generator.cli.sign import fleet_signing
     from generator.release.registration.fleet import run_register
+    from generator.sign.step import for_register
 
+    signing = fleet_signing(fleet, private=False)  # where signing is configured, nothing unsigned is registered
     outcomes = run_register(
         fleet.profile.records,
         selected(fleet, args.cells),
@@ -61,6 +69,7 @@ def cmd_register(fleet: Fleet, args: argparse.Namespace) -> int:
         key=args.key,
         timeout_minutes=args.timeout_minutes,
         force=args.force,
+        verify=for_register(signing) if signing is not None else None,
     )
     if args.json:
         print_json({"profile": fleet.profile.name, "outcomes": [o.as_record() for o in outcomes]})

@@ -14,7 +14,12 @@ release repository through the registry's API. No rebuild, no Docker engine, no 
   re-run finds the immutable copies done and completes the aliases.
 - **Records.** `results/<profile>/promote/<slug>.json`: slug, digest (content), status, manifest_digest,
   staging_ref and release_ref (`<repository>@<D>`), tags, blobs (how each blob got there), reason,
-  promoted_at, unreachable. `register` takes the release reference from it.
+  promoted_at, signed and signature (where signing is configured), unreachable. `register` takes the
+  release reference from it.
+- **Signing** (`signer=`, which the CLI passes where the fleet has a key: generator/sign/): each promoted
+  digest is signed once its immutable tag and aliases are in place, so a signature never names a manifest
+  the release repository lacks. A cell promoted but not signed is a failure (exit status 1): register
+  would refuse it.
 - **Accounting** (`accounting=`, which the CLI passes): the matrix's `vulnerabilities:` policy over the
   cell's audit record and its `size:` policy over the registry; a refusal names the advisory or the growth.
 - **Retries, credentials, secrets** as for push: transient trouble is retried with backoff; a registry
@@ -53,6 +58,8 @@ ADVICE = "promote moved no alias for this cell; run it again once the registry a
 Say = Callable[[str], object]
 # The policy half of the gate for one cell: (ok, why), asked of the registry it is given.
 Accounting = Callable[["PromoteCell", Registry], tuple[bool, str]]
+# Signing a promoted manifest digest (generator/sign/step.py for_promote): (signed, why).
+Signer = Callable[["PromoteCell", Registry, str], tuple[bool, str]]
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class PromoteResult:
     tags: list[str] = field(default_factory=list)  # tags in the release repository now pointing at D
     blobs: dict[str, int] = field(default_factory=dict)  # mounted / present / copied: how many of each
     promoted_at: str | None = None
+    signature: str | None = None  # what signing said (signer= given): the signature tag, or why there is none
+    signed: bool | None = None  # None: nothing was to sign
     seconds: float = 0.0
     index: int = 0
     unreachable: str | None = None
@@ -115,10 +124,12 @@ def promote(
     registry: Callable[[str], Registry] | None = None,
     sleep: Callable[[float], object] = time.sleep,
     accounting: Accounting | None = None,
+    signer: Signer | None = None,
 ) -> list[PromoteResult]:
     """Promote the cells whose candidates passed the gate (all or nothing with `atomic`); a record each.
     `accounting`: the policy half of the gate (known vulnerabilities, size: generator/release/accounting.py),
-    asked once the probe records passed; None asks nothing more."""
+    asked once the probe records passed; None asks nothing more. `signer`: signs each promoted digest once
+    its immutable tag and aliases are in place (generator/sign/); None signs nothing."""
     run = _Run(
         results=paths.results_dir() if results is None else results,
         profile=profile,
@@ -127,6 +138,7 @@ def promote(
         registry=registry,
         sleep=sleep,
         accounting=accounting,
+        signer=signer,
     )
     return run.all(cells, atomic=atomic, date=date)
 
@@ -156,9 +168,10 @@ class _Run:
         registry: Callable[[str], Registry] | None,
         sleep: Callable[[float], object],
         accounting: Accounting | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.results, self.profile, self.source, self.progress, self.sleep = results, profile, source, progress, sleep
-        self.accounting = accounting
+        self.accounting, self.signer = accounting, signer
         self._make = registry or (lambda host: Registry(host, self.source, advice=ADVICE))
         self._registries: dict[str, Registry] = {}
         self.down: dict[str, str] = {}
@@ -214,6 +227,7 @@ class _Run:
             if self._aliases(p, result):
                 result.status, result.reason, result.promoted_at = Promoted.PROMOTED, None, utc_stamp()
                 self.say(f"{p.cell.slug}: promoted {result.release_ref} as {', '.join(result.tags)}")
+                self._sign(p, result)
         return self._finish(cells, results, started)
 
     def _plan(self, c: PromoteCell, date: datetime.date, result: PromoteResult) -> _Plan:
@@ -305,6 +319,14 @@ class _Run:
             result.tags.append(alias)
         return True
 
+    def _sign(self, p: _Plan, result: PromoteResult) -> None:
+        """Sign the promoted digest (tags first: a signature never names a manifest the release lacks)."""
+        if self.signer is None:
+            return
+        result.signed, why = self.signer(p.cell, self.registry(p.cell.host), p.candidate.manifest_digest)
+        result.signature = self.source.scrubber.line(why)
+        self.say(f"{p.cell.slug}: {'signed' if result.signed else 'NOT signed'}: {result.signature}")
+
     # -- outcomes ----------------------------------------------------------------------------------------
 
     def _failed(self, c: PromoteCell, result: PromoteResult, exc: RegistryError) -> None:
@@ -351,10 +373,11 @@ def _ways(blobs: dict[str, int]) -> str:
 
 
 def exit_status(results: list[PromoteResult]) -> int:
-    """0 when every selected cell was promoted; 2 when a registry could not be reached; 1 otherwise."""
+    """0 when every selected cell was promoted (and signed, where signing is configured); 2 when a registry
+    could not be reached; 1 otherwise."""
     if any(r.unreachable for r in results):
         return 2
-    return 0 if all(r.status == Promoted.PROMOTED for r in results) else 1
+    return 0 if all(r.status == Promoted.PROMOTED and r.signed is not False for r in results) else 1
 
 
 def summary(results: list[PromoteResult]) -> str:
@@ -363,6 +386,7 @@ def summary(results: list[PromoteResult]) -> str:
     rows = [[r.index, r.slug, r.status, (r.manifest_digest or "")[:19], ", ".join(r.tags)] for r in results]
     lines = [table(["#", "cell", "status", "manifest", "release tags"], rows)]
     lines += [f"{r.slug} {r.status}: {r.reason}" for r in results if r.reason]
+    lines += [f"{r.slug} NOT signed: {r.signature}" for r in results if r.signed is False]
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1

@@ -3,6 +3,7 @@
 - A dated alias `<slug>-<yyyymmdd>` of a cell goes when it is older than `days` AND not among the cell's
   newest `keep` dated aliases.
 - A staging candidate `<slug>-<12 hex>` goes when its image was created more than `days` ago.
+- An image's SBOM and signature tags (`sha256-<hex>.sbom`, `.sig`) go with the image, and keep nothing.
 - Never a manifest that something kept points to: the moving alias `<slug>`, a kept dated alias, a
   registration (its ledger entry), or any other tag of the repository that is not itself going. The
   registry deletes manifests, not tags (DELETE by digest takes every tag on it), so an expired tag whose
@@ -17,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from generator.sbom.attach import fallback_tag
+from generator.sign.layout import signature_tag
 
 DATED = re.compile(r"(?P<slug>.+)-(?P<date>[0-9]{8})")
 CANDIDATE = re.compile(r"(?P<slug>.+)-[0-9a-f]{12}")
@@ -103,12 +105,14 @@ def plan(
             delete.append(Doomed(t.repo, t.tag, t.digest, why))
         else:
             spared.append(Spared(t.repo, t.tag, f"{why}; kept: its manifest is also {keeper}"))
-    # An image's SBOM (the tag sha256-<hex>.sbom, generator/sbom/attach.py) goes with the image.
-    sboms = {(t.repo, t.tag): t for t in (*release, *staging)}
+    # An image's SBOM (the tag sha256-<hex>.sbom, generator/sbom/attach.py) and its signatures (sha256-<hex>.sig,
+    # generator/sign/layout.py) go with the image: they describe a manifest that is no longer there.
+    tagged = {(t.repo, t.tag): t for t in (*release, *staging)}
     for d in list(delete):
-        sbom = sboms.get((d.repo, fallback_tag(d.digest)))
-        if sbom is not None:
-            delete.append(Doomed(d.repo, sbom.tag, sbom.digest, f"the SBOM of {d.repo}:{d.tag}"))
+        for what, tag in (("SBOM", fallback_tag(d.digest)), ("signatures", signature_tag(d.digest))):
+            beside = tagged.get((d.repo, tag))
+            if beside is not None:
+                delete.append(Doomed(d.repo, beside.tag, beside.digest, f"the {what} of {d.repo}:{d.tag}"))
     return Plan(tuple(delete), tuple(spared))
 
 
@@ -120,7 +124,7 @@ def _protected(
     repository keeps nothing: it is the build's own name and goes with its manifest."""
     out: dict[str, str] = {digest: "registered" for digest in registered}
     for t in (*release, *staging):
-        if (t.repo, t.tag) in going or t.tag.endswith(".sbom"):
+        if (t.repo, t.tag) in going or t.tag.endswith((".sbom", ".sig")):  # they keep no image alive
             continue
         candidate = CANDIDATE.fullmatch(t.tag)
         if t in release and candidate is not None and candidate["slug"] in slugs:

@@ -2,7 +2,7 @@
 
 The compatibility page (`publish`) is written from these rows, and so is its JSON. A row joins:
 - the rendered cell (versions, checks, air.yaml, COMPAT table): always there;
-- the build, probe, GPU probe, bench, push and register records under results/<profile>/: each trusted only
+- the build, probe, GPU probe, bench, push, sign and register records under results/<profile>/: each trusted only
   when it is for the cell's current content digest. A record for another build is reported as stale, never
   shown as if it were about this image;
 - the registration ledgers under <state>/register/ (any workspace profile), by the pushed manifest digest.
@@ -22,7 +22,7 @@ from generator.release.registration import Ledger, RegisterError
 from generator.render.renderer import RenderedCell, cell_summary
 from generator.results import mapping, read_record, record_path
 from generator.site.accounting import accounting
-from generator.status import BUILD_PASSED, Built, Promoted, Pushed
+from generator.status import BUILD_PASSED, Built, Promoted, Pushed, Signed
 
 SCHEMA = 1
 
@@ -216,17 +216,20 @@ def chain(
     bench: dict[str, Any] | None,
     promotion: dict[str, Any],
     registered_ref: str | None,
+    signed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The trust chain of one cell: the manifest digest each step saw. `intact` only when the release's
-    digest is the one pushed to staging, every probe (and the benchmark, when it ran) tested it, and a
-    registration names it; `broken` names the first link that names another digest, `missing` the links
-    that name none yet (not released, not registered, a probe of a local image never pushed)."""
+    digest is the one pushed to staging, every probe (and the benchmark, when it ran) tested it, its
+    signature (where one was made or checked: a sign record) names it, and a registration names it;
+    `broken` names the first link that names another digest, `missing` the links that name none yet (not
+    released, not registered, a probe of a local image never pushed, a signature that did not verify)."""
     released = promotion.get("manifest_digest")
     links = [
         ("staging", (push or {}).get("repo_digest")),
         *(("GPU probe" if p.get("gpus") else "probe", _tested(p, push)) for p in probes if p),
         *((("bench", _tested(bench, push)),) if bench else ()),
         ("release", released),
+        *((("signed", _signed(signed)),) if signed else ()),
         ("registered", registered_ref.rpartition("@")[2] if registered_ref and "@" in registered_ref else None),
     ]
     shown = [{"step": step, "digest": digest} for step, digest in links]
@@ -234,6 +237,12 @@ def chain(
     broken = next((step for step, digest in links if digest and anchor and digest != anchor), None)
     missing = [step for step, digest in links if not digest]
     return {"links": shown, "intact": broken is None and not missing, "broken": broken, "missing": missing}
+
+
+def _signed(record: dict[str, Any]) -> str | None:
+    """The manifest a sign record found good signatures for (None when they were missing or bad)."""
+    good = record.get("status") in (Signed.SIGNED, Signed.VERIFIED)
+    return str(record["manifest_digest"]) if good and record.get("manifest_digest") else None
 
 
 def _tested(record: dict[str, Any] | None, push: dict[str, Any] | None) -> str | None:
@@ -276,6 +285,7 @@ def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, A
     promote_record, promote_why = _current(records.read("promote", slug), digest)
     promotion = _promotion(promote_record, promote_why)
     registration = _registration(records.read("register", slug), promotion, ledgers)
+    signed, _ = _current(records.read("sign", slug), digest)
     return {
         **cell_summary(cell),
         "digest": digest,
@@ -297,6 +307,7 @@ def row(rendered: RenderedCell, records: Records, ledgers: dict[str, dict[str, A
             bench,
             promotion,
             promotion["release_ref"] if registration["status"] in REGISTERED else None,
+            signed,
         ),
         "registration": registration,
         "air_yaml": rendered.files["air.yaml"].decode("utf-8"),

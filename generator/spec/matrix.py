@@ -208,6 +208,7 @@ def parse_matrix(doc: Located, facts: Knowledge) -> Matrix:
         if "vulnerabilities" in top
         else VulnerabilityPolicy(),
         size=policies.size_policy(r, top["size"]) if "size" in top else SizePolicy(),
+        signing=policies.signing_policy(r, top["signing"]) if "signing" in top else None,
     )
 
 

@@ -1,4 +1,5 @@
-"""The gate's policies in the matrix: `vulnerabilities:` (generator/audit/) and `size:` (the size gate).
+"""The gate's policies in the matrix: `vulnerabilities:` (generator/audit/), `size:` (the size gate) and
+`signing:` (the key pair of generator/sign/).
 
 Read by generator/spec/matrix.py with its reader, so every error names file:line and the key path; the
 keys come from generator/spec/schema.py like every other key.
@@ -11,7 +12,14 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from generator.clock import parse_day
-from generator.model import SEVERITY_LEVELS, Allowance, SizeAcceptance, SizePolicy, VulnerabilityPolicy
+from generator.model import (
+    SEVERITY_LEVELS,
+    Allowance,
+    SigningPolicy,
+    SizeAcceptance,
+    SizePolicy,
+    VulnerabilityPolicy,
+)
 from generator.spec import schema as spec_keys
 from generator.spec import validators
 
@@ -73,6 +81,18 @@ def size_policy(r: _Reader, value: Any) -> SizePolicy:
             )
         )
     return SizePolicy(max_growth_percent=growth, accept=tuple(accept))
+
+
+def signing_policy(r: _Reader, value: Any) -> SigningPolicy:
+    """The key pair, paths relative to the matrix file. The public key must be there (every machine that
+    verifies reads it); the private key only where images are signed, so it is looked for when signing."""
+    path: KeyPath = ("signing",)
+    spec = r.mapping(value, path, spec_keys.SIGNING, required=("public_key",))
+    public = (r.doc.file.parent / r.string(spec["public_key"], (*path, "public_key"))).resolve()
+    if not public.is_file():
+        raise r.fail((*path, "public_key"), f"no public key file at {public}")
+    key = (r.doc.file.parent / r.string(spec["key"], (*path, "key"))).resolve() if "key" in spec else None
+    return SigningPolicy(public_key=public, key=key)
 
 
 def _number(value: Any) -> float | None:

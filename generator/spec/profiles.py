@@ -32,10 +32,14 @@ KEYS = {
     "torch_from": False,
     "knowledge": False,
     "bases_lock": False,
+    "signing": False,
 }
 # `bases_lock: machine`: the base images are built on each machine (the sandbox's stand-ins), so their
 # digests are this machine's and locked under its state folder, never in the committed lock.
 BASES_LOCK = ("lock", "machine")
+# `signing: machine`: promoted images are signed with a key pair made on this machine on first use, under
+# its state folder (generator/sign/config.py), unless the matrix names its own `signing:` keys.
+SIGNING = ("machine",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class Profile:
     knowledge_overlay: str | None  # JSON of {knowledge file: fragment}, the cache key of facts.knowledge()
     records: str  # results/<records>/<step>/<slug>.json
     bases_lock: Path | None = None  # where base digests are locked when not in `lock` (see BASES_LOCK)
+    signing: str | None = None  # "machine": sign with this machine's own key pair (see SIGNING)
 
 
 def available() -> list[str]:
@@ -99,6 +104,7 @@ def load_profile(name: str, matrix: Path | None = None) -> Profile:
         knowledge_overlay=json.dumps(data.get("knowledge", {}), sort_keys=True),
         records=_records(name, path, own),
         bases_lock=_machine_lock(name) if data.get("bases_lock") == "machine" else None,
+        signing=data.get("signing"),
     )
 
 
@@ -139,6 +145,8 @@ def _read(file: Path) -> dict[str, Any]:
         raise doc.error(("torch_from",), f"must be one of {', '.join(TORCH_FROM)}")
     if data.get("bases_lock", "lock") not in BASES_LOCK:
         raise doc.error(("bases_lock",), f"must be one of {', '.join(BASES_LOCK)}")
+    if data.get("signing", "machine") not in SIGNING:
+        raise doc.error(("signing",), f"must be one of {', '.join(SIGNING)}")
     overlay = data.get("knowledge", {})
     if not isinstance(overlay, dict):
         raise doc.error(("knowledge",), "expected a mapping of knowledge file -> fragment")

@@ -39,6 +39,8 @@ TOP: dict[str, str] = {
     "overrides": "Per-selector settings, later ones winning; today they narrow `accelerators`.",
     "vulnerabilities": "What known vulnerabilities of a cell's Python environment the gate refuses (`audit`).",
     "size": "How much a rebuild may grow over the cell's blessed size before the gate refuses it.",
+    "signing": "The key pair promote signs released images with (cosign's key-based format); verify and register "
+    "check with its public key. Without it nothing is signed here (the nightly signs keyless).",
 }
 REQUIRED_TOP = ("schema", "registry", "clouds", "variants", "accelerators", "torch")
 REGISTRY: dict[str, str] = {
@@ -97,6 +99,11 @@ SIZE_ACCEPT: dict[str, str] = {
     "cell": "The cell's slug, or an fnmatch pattern of slugs.",
     "max_mb": "The size accepted, in MB (10^6 bytes) of the compressed image in the registry.",
     "reason": "Why the growth is accepted.",
+}
+SIGNING: dict[str, str] = {
+    "key": "The private key, an unencrypted PKCS#8 PEM file of an ECDSA P-256 key (relative to this file); only "
+    "where images are signed.",
+    "public_key": "Its public key, a PEM file (relative to this file): what `cosign verify --key` takes too.",
 }
 POLICY_CHOICES = ("fail", "pass")
 BUILDS = ("wheel", "source")
@@ -246,6 +253,7 @@ def json_schema(facts: Knowledge) -> Schema:
         },
         "vulnerabilities": _vulnerabilities(),
         "size": _size(),
+        "signing": _object(SIGNING, {"key": {"type": "string"}, "public_key": {"type": "string"}}, ("public_key",)),
     }
     top = _object(TOP, props, REQUIRED_TOP)
     return {

@@ -3,9 +3,10 @@
 A two-cell sandbox fleet (plain and einops, sharing the torch layer) is built, probed and pushed as
 candidates to its staging repository. Then every local image of it is deleted: probe and bench pull the
 candidates by digest and start no build, promote copies them to the release repository through the
-registry API with no Docker engine reachable at all, register names the release by digest, and the page
-shows one manifest digest from staging to registration. A FAILed probe is never promoted, and an
-interrupted promote leaves no alias behind on a missing manifest and completes when run again.
+registry API with no Docker engine reachable at all and signs them, register checks the signature and
+names the release by digest, and the page shows one manifest digest from staging to registration. A
+FAILed probe is never promoted, and an interrupted promote leaves no alias behind on a missing manifest
+and completes when run again.
 The Databricks workspace behind `register` cannot exist here: the stand-in CLI of tests/fixtures/fake_cli
 follows the documented contract.
 """
@@ -125,6 +126,7 @@ def test_probe_bench_and_promote_start_no_build_and_keep_one_digest(project: Pat
         assert record(project, "bench", slug)["manifest_digest"] == staged
         r = results[slug]
         assert r["status"] == "promoted" and r["manifest_digest"] == staged
+        assert r["signed"] is True, r["signature"]  # the sandbox profile signs what it promotes
         assert r["release_ref"] == f"{HOST}/{REPOSITORY}@{staged}"
         assert r["blobs"].get("copied", 0) == 0  # every blob mounted or already there: no layer moved
         immutable = str(record(project, "push", slug)["tags"][0])  # type: ignore[index]
@@ -161,6 +163,7 @@ def test_probe_bench_and_promote_start_no_build_and_keep_one_digest(project: Pat
             "probe",
             "bench",
             "release",
+            "signed",  # the sandbox signs what it promotes, with its machine key (generator/sign/)
             "registered",
         ]
 

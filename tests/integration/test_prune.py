@@ -1,7 +1,7 @@
 """`prune` against the real registry, through the CLI: a release repository of the test's own seeded with
 dated aliases (tiny real images, one manifest each), a staging repository with an old and a new
 candidate, and a registration ledger. The dry run lists exactly the expired tags; --yes deletes exactly
-those (with their manifests' other tags and SBOM), and everything kept is still there."""
+those (with their manifests' other tags, SBOM and signatures), and everything kept is still there."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from generator.release.credentials import CredentialSource
 from generator.release.distribution import Registry
 from generator.sandbox import services
 from generator.sbom.attach import attach_sbom, fallback_tag
+from generator.sign.layout import signature_tag
+from generator.sign.store import append
 from tests.conftest import run_cli
 from tests.integration.registryimages import MANIFEST, empty, tiny_image
 
@@ -61,8 +63,9 @@ def seeded(tmp_path: Path) -> dict[str, object]:
     put(RELEASE, "m1", [_day(40), f"{SLUG}-{'1' * 12}"])  # among the newest 2
     put(RELEASE, "m4", [_day(45)])  # registered
     put(RELEASE, "m2", [_day(50), f"{SLUG}-{'2' * 12}"])  # expired, with its immutable tag
-    m3 = put(RELEASE, "m3", [_day(60)])  # expired, with an SBOM attached
+    m3 = put(RELEASE, "m3", [_day(60)])  # expired, with an SBOM attached and a signature
     attach_sbom(registry, RELEASE, m3, b'{"bomFormat": "CycloneDX"}', "m3.cdx.json")
+    append(registry, RELEASE, m3, b'{"critical": {}}', "c2ln", f"{TODAY}T00:00:00Z")  # its bytes do not matter here
     put(STAGING, "old", [f"{SLUG}-{'a' * 12}"], TODAY - datetime.timedelta(days=90))
     put(STAGING, "new", [f"{SLUG}-{'b' * 12}"])
     (tmp_path / "matrix.yaml").write_text(MATRIX, encoding="utf-8")
@@ -83,7 +86,7 @@ def _prune(root: Path, *extra: str) -> dict[str, object]:
 def test_the_dry_run_lists_exactly_the_expired_and_yes_deletes_exactly_those(seeded: dict[str, object]) -> None:
     registry, digests, root = seeded["registry"], seeded["digests"], seeded["root"]
     assert isinstance(registry, Registry) and isinstance(digests, dict) and isinstance(root, Path)
-    sbom_tag = fallback_tag(digests["m3"])
+    sbom_tag, sig_tag = fallback_tag(digests["m3"]), signature_tag(digests["m3"])
     before = {repo: set(registry.tags(repo)) for repo in (RELEASE, STAGING)}
     try:
         planned = _prune(root)
@@ -92,13 +95,20 @@ def test_the_dry_run_lists_exactly_the_expired_and_yes_deletes_exactly_those(see
             (RELEASE, _day(50)),
             (RELEASE, _day(60)),
             (RELEASE, sbom_tag),
+            (RELEASE, sig_tag),
             (STAGING, f"{SLUG}-{'a' * 12}"),
         }
         assert {k["tag"] for k in planned["kept"]} == {_day(45), _day(70)}  # type: ignore[attr-defined]
         assert {repo: set(registry.tags(repo)) for repo in (RELEASE, STAGING)} == before  # a dry run deletes nothing
 
         _prune(root, "--yes")
-        gone = {_day(50), f"{SLUG}-{'2' * 12}", _day(60), sbom_tag}  # m2's immutable tag goes with its manifest
+        gone = {
+            _day(50),
+            f"{SLUG}-{'2' * 12}",
+            _day(60),
+            sbom_tag,
+            sig_tag,
+        }  # m2's immutable tag goes with its manifest
         assert set(registry.tags(RELEASE)) == before[RELEASE] - gone
         assert set(registry.tags(STAGING)) == before[STAGING] - {f"{SLUG}-{'a' * 12}"}
         assert registry.manifest_digest(RELEASE, SLUG) == digests["m0"]

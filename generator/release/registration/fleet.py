@@ -7,6 +7,7 @@ benchmarked and promoted, which no later push or alias move can change under the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from generator import paths
@@ -42,12 +43,17 @@ def run_register(
     key: str | None,
     timeout_minutes: int,
     force: bool,
+    verify: Callable[[Target], str | None] | None = None,
 ) -> list[Outcome]:
+    """Register the promoted cells. `verify` (where signing is configured: generator/sign/step.py
+    for_register) is asked first for each image and refuses it with the line it returns."""
     results = paths.results_dir()
     outcomes: list[Outcome] = []
     targets: list[Target] = []
     for rendered in selected:
         found = target_for(rendered, profile, results)
+        if isinstance(found, Target) and verify is not None:
+            found = verify(found) or found
         if isinstance(found, Target):
             targets.append(found)
         else:
