@@ -26,13 +26,14 @@ $(INSTALLED): pyproject.toml
 
 setup: $(INSTALLED) ## create .venv and install the project with its dev tools
 
-fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed to staging, benchmarked, promoted, its page published
+fleet: $(INSTALLED) ## the main job: images/ up to date, the sandbox fleet built, probed, pushed to staging with its SBOM, benchmarked, audited, promoted and signed, verified, its page published
 	$(GEN) generate
 	$(GEN) sandbox up
 	$(GEN) --profile sandbox lock
 	$(GEN) --profile sandbox build -j $(JOBS)
 	$(GEN) --profile sandbox probe
 	$(GEN) --profile sandbox push --atomic
+	$(GEN) --profile sandbox sbom --attach
 	$(GEN) --profile sandbox bench --quick
 	$(GEN) --profile sandbox audit
 	$(GEN) --profile sandbox promote --atomic

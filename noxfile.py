@@ -82,8 +82,10 @@ def publish(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def fleet(session: nox.Session) -> None:
-    """Generate, build, probe, push, bench, promote, register, publish in order; stops at the first failing step."""
-    steps = [["generate"], ["build"], ["probe"], ["push", "--atomic"], ["bench"], ["audit"], ["promote", "--atomic"]]
+    """Generate, build, probe, push, SBOM, bench, audit, promote, register, publish in order; stops at the first
+    failing step."""
+    steps = [["generate"], ["build"], ["probe"], ["push", "--atomic"], ["sbom", "--attach"], ["bench"], ["audit"]]
+    steps.append(["promote", "--atomic"])
     steps.append(["register", *session.posargs])
     steps.append(["publish"])
     for step in steps:
@@ -93,17 +95,19 @@ def fleet(session: nox.Session) -> None:
 @nox.session(python=False)
 def sandbox(session: nox.Session) -> None:
     """The sandbox end to end: engine and registry up, stand-in bases, its lock (their digests), then its
-    fleet built, probed,
-    pushed to staging, benchmarked (no GPU here: no number), promoted, and its page published."""
+    fleet built, probed, pushed to staging with its SBOM, benchmarked (no GPU here: no number), promoted
+    (the SBOM carried along, signed with the machine's key) and verified, and its page published."""
     _generator(session, "sandbox", "up", profile="default")
     steps = (
         ["lock"],
         ["build"],
         ["probe"],
         ["push", "--atomic"],
+        ["sbom", "--attach"],
         ["bench", "--quick"],
         ["audit"],
         ["promote", "--atomic"],
+        ["verify"],
     )
     for step in (*steps, ["publish"]):
         _generator(session, *step, profile="sandbox")

@@ -14,8 +14,11 @@ release repository through the registry's API. No rebuild, no Docker engine, no 
   re-run finds the immutable copies done and completes the aliases.
 - **Records.** `results/<profile>/promote/<slug>.json`: slug, digest (content), status, manifest_digest,
   staging_ref and release_ref (`<repository>@<D>`), tags, blobs (how each blob got there), reason,
-  promoted_at, signed and signature (where signing is configured), unreachable. `register` takes the
-  release reference from it.
+  promoted_at, sbom (the SBOM artifact carried along), signed and signature (where signing is configured),
+  unreachable. `register` takes the release reference from it.
+- **The SBOM goes along.** Where `sbom --attach` attached one to the candidate in staging, it is made the
+  released image's too (blobs mounted, the same artifact manifest PUT: generator/sbom/attach.carry_sbom)
+  with the immutable tag, before any alias moves.
 - **Signing** (`signer=`, which the CLI passes where the fleet has a key: generator/sign/): each promoted
   digest is signed once its immutable tag and aliases are in place, so a signature never names a manifest
   the release repository lacks. A cell promoted but not signed is a failure (exit status 1): register
@@ -50,6 +53,7 @@ from generator.release.tags import Tags, tags_for
 from generator.render.renderer import RenderedCell
 from generator.results import record_path, write_record
 from generator.retry import Policy
+from generator.sbom.attach import carry_sbom
 from generator.status import Promoted
 
 STEP = "promote"
@@ -98,6 +102,7 @@ class PromoteResult:
     tags: list[str] = field(default_factory=list)  # tags in the release repository now pointing at D
     blobs: dict[str, int] = field(default_factory=dict)  # mounted / present / copied: how many of each
     promoted_at: str | None = None
+    sbom: str | None = None  # the SBOM artifact carried from staging to the release repository (None: none)
     signature: str | None = None  # what signing said (signer= given): the signature tag, or why there is none
     signed: bool | None = None  # None: nothing was to sign
     seconds: float = 0.0
@@ -281,12 +286,24 @@ class _Run:
                 self.say(f"{c.slug}: {ref} = {short_digest(p.candidate.manifest_digest)} ({_ways(result.blobs)})")
             else:
                 self.say(f"{c.slug}: {c.host}/{c.release}:{p.tags.immutable} already promoted")
+            self._carry_sbom(p, result)
         except RegistryError as exc:
             self._failed(c, result, exc)
             return False
         result.tags.append(p.tags.immutable)
         result.release_ref = f"{c.host}/{c.release}@{p.candidate.manifest_digest}"
         return True
+
+    def _carry_sbom(self, p: _Plan, result: PromoteResult) -> None:
+        """The candidate's SBOM (`sbom --attach` after push) made the released image's too, before any alias
+        moves: a consumer who pulls the release finds its SBOM from the digest alone, as in staging."""
+        c, registry, digest = p.cell, self.registry(p.cell.host), p.candidate.manifest_digest
+        carried = self.ask(f"{c.host}/{c.release}@{digest}", lambda: carry_sbom(registry, c.staging, c.release, digest))
+        if carried is None:
+            self.say(f"{c.slug}: no SBOM attached in staging: none carried (run `sbom --attach` after push)")
+            return
+        result.sbom = carried.digest
+        self.say(f"{c.slug}: SBOM {short_digest(carried.digest)} carried ({carried.via})")
 
     def _copy_manifest(self, registry: Registry, c: PromoteCell, manifest: oci.Answer) -> list[str]:
         """Every blob of `manifest` made present in the release repository (an index: its children too,

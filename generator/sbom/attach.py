@@ -16,7 +16,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from generator.release.distribution import Registry
+from generator.release.distribution import Registry, walk_blobs
+from generator.release.oci import Answer
 from generator.release.registry import RegistryError
 
 ARTIFACT_TYPE = "application/vnd.cyclonedx+json"
@@ -67,18 +68,24 @@ def attach_sbom(registry: Registry, repo: str, image_digest: str, document: byte
     registry.put_blob(repo, document)
     body = artifact_manifest(document, subject, title)
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    registry.put_manifest(repo, digest, body, OCI_MANIFEST)
+    return _put_findable(registry, repo, image_digest, digest, body, OCI_MANIFEST)
+
+
+def _put_findable(registry: Registry, repo: str, image_digest: str, digest: str, body: bytes, media: str) -> Attached:
+    """PUT the artifact by its digest, and where the registry lacks the referrers API also under the image's
+    `sha256-<hex>.sbom` tag, so it is found from the image's digest either way."""
+    registry.put_manifest(repo, digest, body, media)
     if registry.referrers(repo, image_digest) is not None:
         return Attached(digest, "referrers", image_digest)
     tag = fallback_tag(image_digest)
-    registry.put_manifest(repo, tag, body, OCI_MANIFEST)
+    registry.put_manifest(repo, tag, body, media)
     return Attached(digest, tag, image_digest)
 
 
-def pull_sbom(registry: Registry, repo: str, image_digest: str) -> bytes | None:
-    """The SBOM attached to the manifest `image_digest`, found from that digest alone: the referrers API
-    where the registry has it, else the `sha256-<hex>.sbom` tag. None when there is none. A manifest
-    found there whose subject is another image is not taken (a tag can be overwritten)."""
+def find_sbom(registry: Registry, repo: str, image_digest: str) -> Answer | None:
+    """The SBOM artifact's manifest attached to `image_digest` in `repo`, found from that digest alone: the
+    referrers API where the registry has it, else the `sha256-<hex>.sbom` tag. None when there is none. A
+    manifest found there whose subject is another image is not taken (a tag can be overwritten)."""
     listed = registry.referrers(repo, image_digest)
     if listed is not None:
         candidates = [str(d["digest"]) for d in listed if d.get("artifactType") == ARTIFACT_TYPE]
@@ -91,7 +98,29 @@ def pull_sbom(registry: Registry, repo: str, image_digest: str) -> bytes | None:
         manifest = json.loads(answer.body)
         if (manifest.get("subject") or {}).get("digest") != image_digest:
             continue
-        layers = [x for x in manifest.get("layers") or [] if x.get("mediaType") == ARTIFACT_TYPE]
-        if layers:
-            return registry.get_blob(repo, str(layers[0]["digest"]))
+        if any(x.get("mediaType") == ARTIFACT_TYPE for x in manifest.get("layers") or []):
+            return answer
     return None
+
+
+def pull_sbom(registry: Registry, repo: str, image_digest: str) -> bytes | None:
+    """The SBOM document attached to the manifest `image_digest` (find_sbom), or None when there is none."""
+    answer = find_sbom(registry, repo, image_digest)
+    if answer is None:
+        return None
+    layers = [x for x in json.loads(answer.body).get("layers") or [] if x.get("mediaType") == ARTIFACT_TYPE]
+    return registry.get_blob(repo, str(layers[0]["digest"]))
+
+
+def carry_sbom(registry: Registry, from_repo: str, to_repo: str, image_digest: str) -> Attached | None:
+    """The SBOM of `image_digest` in `from_repo` made the SBOM of the same manifest in `to_repo`: its blobs
+    mounted (no document is downloaded or uploaded) and its manifest PUT with the same bytes, so both
+    repositories hold one artifact digest; tagged `sha256-<hex>.sbom` where `to_repo`'s registry lacks the
+    referrers API. None when `from_repo` has no SBOM for it. Idempotent: a re-run PUTs the same bytes."""
+    answer = find_sbom(registry, from_repo, image_digest)
+    if answer is None:
+        return None
+    for blob in walk_blobs(answer.body):
+        registry.copy_blob(to_repo, blob, from_repo)
+    digest = answer.digest or "sha256:" + hashlib.sha256(answer.body).hexdigest()
+    return _put_findable(registry, to_repo, image_digest, digest, answer.body, answer.media_type or OCI_MANIFEST)

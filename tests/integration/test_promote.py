@@ -32,6 +32,7 @@ from generator.release.distribution import Registry, walk_blobs
 from generator.release.promote import PromoteCell, PromoteResult, promote
 from generator.release.registration import Ledger
 from generator.results import read_record, write_record
+from generator.sbom.attach import find_sbom, pull_sbom
 from generator.spec.profiles import load_profile
 from tests.conftest import ROOT
 from tests.integration.sandboxfleet import cli, locked_project, sandbox_matrix
@@ -108,6 +109,9 @@ def test_probe_bench_and_promote_start_no_build_and_keep_one_digest(project: Pat
     bench = cli(project, "bench", "--quick")
     assert bench.returncode == 0, bench.stdout + bench.stderr
     assert {s: record(project, "build", s) for s in (PLAIN, EINOPS)} == builds_before  # no build started
+    # One cell's SBOM attached to its candidate in staging: promote must carry it to the release.
+    sbom = cli(project, "sbom", "--attach", PLAIN)
+    assert sbom.returncode == 0, sbom.stdout + sbom.stderr
 
     # promote needs no engine: the engine this process would reach is not there.
     audited = cli(project, "audit")  # the vulnerability policy promote applies reads these records
@@ -133,6 +137,14 @@ def test_probe_bench_and_promote_start_no_build_and_keep_one_digest(project: Pat
         assert r["tags"] == [immutable, slug, f"{slug}-{today:%Y%m%d}"]
         for tag in r["tags"]:
             assert registry.manifest_digest(REPOSITORY, tag) == staged
+    # The SBOM found from the released digest alone is the document read from the candidate, and the
+    # release holds the very artifact staging holds; the cell without one had none to carry.
+    plain = results[PLAIN]
+    document = (records_of(project) / "sbom" / f"{PLAIN}.cdx.json").read_bytes()
+    assert pull_sbom(registry, REPOSITORY, plain["manifest_digest"]) == document
+    assert plain["sbom"] == find_sbom(registry, STAGING, plain["manifest_digest"]).digest  # type: ignore[union-attr]
+    assert results[EINOPS]["sbom"] is None
+    assert f"{EINOPS}: no SBOM attached in staging" in promoted.stderr + promoted.stdout
 
     # register names the release by digest; the page shows the chain unbroken.
     workspace = f"promote-test-{uuid.uuid4().hex[:8]}"  # a ledger of its own (the state folder holds the bases' lock)
