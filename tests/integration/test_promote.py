@@ -65,9 +65,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         done = cli(root, *step)
         assert done.returncode == 0, (step, done.stdout, done.stderr)
     yield root
+    # An image's `tags` lists all of its tags: on a warm engine the sandbox fleet's own candidate can be the
+    # very same image, and its tag must stay.
     for image in client.images.list(name=f"{HOST}/{STAGING}"):
         for tag in image.tags:
-            client.images.remove(tag)
+            if tag.startswith(f"{HOST}/{STAGING}:"):
+                client.images.remove(tag)
 
 
 def drop_local_images(root: Path) -> None:
@@ -76,7 +79,7 @@ def drop_local_images(root: Path) -> None:
     for image in client.images.list(name=f"{HOST}/{STAGING}"):
         # By reference, never by id: the sandbox fleet may hold the very same image under its own tags.
         for ref in [
-            *image.tags,
+            *(t for t in image.tags if t.startswith(f"{HOST}/{STAGING}:")),
             *(d for d in image.attrs.get("RepoDigests") or [] if d.startswith(f"{HOST}/{STAGING}@")),
         ]:
             with contextlib.suppress(docker.errors.ImageNotFound):  # its last reference went with the one before
