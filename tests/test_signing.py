@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from generator.errors import MatrixError
 from generator.sign import keys
-from generator.sign.config import machine_keys, signing_keys
+from generator.sign.config import SIGNING_DIR_ENV, machine_key_dir, machine_keys, signing_keys
 from generator.sign.layout import (
     OCI_CONFIG,
     OCI_MANIFEST,
@@ -105,7 +105,7 @@ def test_the_signature_manifest_has_cosigns_layout() -> None:
 
 def test_the_machine_key_pair_is_made_once_private_and_reused(tmp_path: Path) -> None:
     made = machine_keys(tmp_path)
-    assert made.private == tmp_path / "sandbox" / "signing" / keys.PRIVATE_NAME
+    assert made.private == tmp_path / keys.PRIVATE_NAME
     assert made.private is not None and stat.S_IMODE(made.private.stat().st_mode) == 0o600
     assert stat.S_IMODE(made.private.parent.stat().st_mode) == 0o700
     assert made.public.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")  # what `cosign verify --key` reads
@@ -121,12 +121,12 @@ def test_where_a_fleet_signs_from_matrix_keys_the_sandbox_machine_or_nowhere(tmp
     plain.write_text(MINIMAL)
     assert signing_keys(load_matrix(plain), default, tmp_path) is None  # the real fleet: keyless, in the nightly
     sandbox = signing_keys(load_matrix(plain), load_profile("sandbox"), tmp_path)
-    assert sandbox is not None and sandbox.public == tmp_path / "sandbox" / "signing" / keys.PUBLIC_NAME
+    assert sandbox is not None and sandbox.public == tmp_path / keys.PUBLIC_NAME
 
     private, public = keys.generate(tmp_path / "team")
     signed = tmp_path / "signed.yaml"
     signed.write_text(MINIMAL + "signing: {key: team/cosign.key.pem, public_key: team/cosign.pub}\n")
-    chosen = signing_keys(load_matrix(signed), load_profile("sandbox"), tmp_path)  # the matrix's keys win
+    chosen = signing_keys(load_matrix(signed), load_profile("sandbox"), tmp_path / "machine")  # the matrix's win
     assert chosen is not None and (chosen.private, chosen.public) == (private, public)
 
     verify_only = tmp_path / "verify.yaml"
@@ -154,3 +154,12 @@ def test_a_key_that_is_not_p256_is_refused_by_name(tmp_path: Path) -> None:
         keys.load_private(other)
     with pytest.raises(keys.SigningKeyError, match="cannot read the public key"):
         keys.load_public(other)
+
+
+def test_the_machine_key_is_one_per_user_not_per_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(SIGNING_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("AIR_FLEET_STATE", str(tmp_path / "one-checkout" / ".cache"))  # the state folder plays no part
+    assert machine_key_dir() == tmp_path / "config" / "air-fleet" / "signing"
+    monkeypatch.setenv(SIGNING_DIR_ENV, str(tmp_path / "elsewhere"))
+    assert machine_keys().public == tmp_path / "elsewhere" / keys.PUBLIC_NAME

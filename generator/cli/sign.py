@@ -24,7 +24,8 @@ Adds one signature to each released image (the manifest digest the release repos
 <host>/<release repository> and that digest, ECDSA P-256 over its SHA-256, as one more layer of
 <release>:sha256-<hex>.sig (older signatures stay). `promote` does this itself for what it promotes. The
 key: the matrix's `signing: {key, public_key}`, else the sandbox profile's machine key pair
-(<state>/sandbox/signing/, made on first use). Records: results/<profile>/sign/<slug>.json.
+(~/.config/air-fleet/signing/, made on first use; AIR_FLEET_SIGNING_DIR moves it).
+Records: results/<profile>/sign/<slug>.json.
 
 exit status: 0 every cell signed; 1 a cell is not promoted or its signatures do not verify; 2 the registry
 cannot be reached or a key cannot be read

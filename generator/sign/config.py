@@ -3,22 +3,27 @@ machine's own pair when the profile says `signing: machine` (the sandbox), else 
 and `verify` says signing is not configured (the real fleet's nightly signs keyless with cosign, which
 needs services this machine cannot reach; docs/operating.md, "Signing").
 
-The machine's pair is made on first use under `<state>/sandbox/signing/` (the folder 0700, the private key
-0600), so every sandbox run on the machine signs with one key and every check finds its public half.
+The machine's pair is made on first use in `machine_key_dir()` (the folder 0700, the private key 0600): one
+folder per machine user, not per checkout, because the sandbox registry is one per machine too (every
+checkout reuses the registry already answering on 127.0.0.1:5000). Were the key per checkout, a second
+checkout's promote would add its own signature beside the first's, and `verify`, which wants every
+signature good, would fail in both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from generator import paths
 from generator.model import Matrix
 from generator.sign import keys
 from generator.spec.profiles import Profile
+
+SIGNING_DIR_ENV = "AIR_FLEET_SIGNING_DIR"
 
 
 @dataclass(frozen=True)
@@ -36,20 +41,29 @@ class SigningKeys:
         return keys.load_private(self.private)
 
 
-def signing_keys(matrix: Matrix, profile: Profile, state: Path | None = None) -> SigningKeys | None:
-    """The fleet's signing keys, or None when signing is not configured."""
+def signing_keys(matrix: Matrix, profile: Profile, machine_folder: Path | None = None) -> SigningKeys | None:
+    """The fleet's signing keys, or None when signing is not configured. `machine_folder`: where the
+    machine's pair lives (default machine_key_dir())."""
     if matrix.signing is not None:
         return SigningKeys(
             matrix.signing.public_key, matrix.signing.key, f"the matrix's key {matrix.signing.public_key}"
         )
     if profile.signing == "machine":
-        return machine_keys(state)
+        return machine_keys(machine_folder)
     return None
 
 
-def machine_keys(state: Path | None = None) -> SigningKeys:
-    """This machine's key pair, made the first time it is asked for."""
-    folder = (paths.state_dir() if state is None else state) / "sandbox" / "signing"
+def machine_key_dir() -> Path:
+    """`AIR_FLEET_SIGNING_DIR`, else `$XDG_CONFIG_HOME/air-fleet/signing` (by default `~/.config/...`)."""
+    if os.environ.get(SIGNING_DIR_ENV):
+        return Path(os.environ[SIGNING_DIR_ENV])
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "air-fleet" / "signing"
+
+
+def machine_keys(folder: Path | None = None) -> SigningKeys:
+    """This machine's key pair in `folder` (default machine_key_dir()), made the first time it is asked for."""
+    folder = machine_key_dir() if folder is None else folder
     private, public = folder / keys.PRIVATE_NAME, folder / keys.PUBLIC_NAME
     if not private.exists():
         with contextlib.suppress(FileExistsError):  # another run made it a moment ago: use theirs

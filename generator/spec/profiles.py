@@ -37,8 +37,8 @@ KEYS = {
 # `bases_lock: machine`: the base images are built on each machine (the sandbox's stand-ins), so their
 # digests are this machine's and locked under its state folder, never in the committed lock.
 BASES_LOCK = ("lock", "machine")
-# `signing: machine`: promoted images are signed with a key pair made on this machine on first use, under
-# its state folder (generator/sign/config.py), unless the matrix names its own `signing:` keys.
+# `signing: machine`: promoted images are signed with a key pair made on this machine on first use, in the
+# user's config folder (generator/sign/config.py), unless the matrix names its own `signing:` keys.
 SIGNING = ("machine",)
 
 

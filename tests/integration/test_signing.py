@@ -7,7 +7,7 @@ are left, register goes ahead.
 The candidate is a tiny image put straight into the registry (the gate reads records and manifests, not
 layers), in repositories of this run's own; the audit promote's accounting asks for runs against the
 package index as in tests/integration/test_promote_policy.py. The key is the sandbox's machine key pair
-(<state>/sandbox/signing/), made on first use. The Databricks workspace behind `register` cannot exist
+(~/.config/air-fleet/signing/), made on first use. The Databricks workspace behind `register` cannot exist
 here: the stand-in CLI of tests/fixtures/fake_cli follows the documented contract.
 """
 
